@@ -1,0 +1,482 @@
+/**
+ * IPv4/IPv6 addresses and CIDR prefixes: parse rules once, match client addresses cheaply.
+ *
+ * Every address lives in one 128-bit space: an IPv4 address `a.b.c.d` is stored as its
+ * IPv4-mapped IPv6 form `::ffff:a.b.c.d`. So the IPv4 clients of a dual-stack `::` bind
+ * (which arrive as `::ffff:a.b.c.d`, or in hex as `::ffff:7f00:1`) match IPv4 rules, and a
+ * mapped rule written as IPv6 (`::ffff:10.0.0.0/104`) matches the plain IPv4 form too.
+ * Consequences worth knowing: `0.0.0.0/0` matches every IPv4 client (and only those), while
+ * `::/0` matches every client of either family.
+ *
+ * Text accepted (addresses and the address part of rules):
+ * - IPv4: exactly four decimal octets 0-255; a leading zero (`010.0.0.1`) is rejected, since
+ *   `inet_aton` would read it as octal.
+ * - IPv6: RFC 4291 text with `::` compression, an optional trailing dotted IPv4 part, and hex
+ *   digits in either case.
+ * - Zone ids (`fe80::1%eth0`): stripped from addresses given to {@linkcode CidrList.matches}
+ *   and the helpers (the zone names a link, not address bits), but rejected in rules, which
+ *   cannot promise to restrict a match to one interface.
+ * - No brackets (`[::1]`), no ports, no surrounding whitespace in addresses.
+ *
+ * Matching parses the address without allocating (a hand-written scanner into a shared
+ * scratch buffer) and compares it with each rule as four 32-bit words. No cache of parsed
+ * addresses or verdicts is kept, by measurement: parsing a fresh socket string costs about as
+ * much as hashing it for a `Map` lookup (70-100 ns either way here), a cache only pulled ahead
+ * past ~16 rules, and under a flood of distinct (spoofed) sources every lookup missed and cost
+ * 4-5x the plain match. Matching is linear in the number of rules.
+ *
+ * @example Allow only local clients
+ * ```ts
+ * import { CidrList } from "./cidr.ts";
+ *
+ * const allow = new CidrList(["127.0.0.0/8", "::1", "10.0.0.0/8"]);
+ * console.log(allow.matches("::ffff:10.1.2.3")); // true: an IPv4 client of a `::` bind
+ * console.log(allow.matches("192.0.2.1")); // false
+ * ```
+ *
+ * @module
+ */
+
+/** A parsed CIDR prefix, as returned by {@linkcode parseCidr}. */
+export interface Cidr {
+  /** The family the rule was written in: 4 for dotted IPv4, 6 for IPv6 text (mapped too). */
+  readonly family: 4 | 6;
+  /**
+   * The canonical network address: host bits cleared, IPv6 compressed in lower case
+   * (RFC 5952), IPv4-mapped IPv6 written `::ffff:a.b.c.d`.
+   */
+  readonly address: string;
+  /** The prefix length in the rule's own family: 0-32 for IPv4, 0-128 for IPv6. */
+  readonly prefix: number;
+}
+
+/**
+ * What an address is, for the policy stages: see {@linkcode classifyAddress}.
+ *
+ * - `"unspecified"`: `0.0.0.0/8` ("this network", never a valid reply destination) or `::`.
+ * - `"loopback"`: `127.0.0.0/8` or `::1`.
+ * - `"broadcast"`: the limited broadcast `255.255.255.255`.
+ * - `"multicast"`: `224.0.0.0/4` or `ff00::/8`.
+ * - `"unicast"`: anything else.
+ */
+export type AddressClass = "unspecified" | "loopback" | "broadcast" | "multicast" | "unicast";
+
+// ---------------------------------------------------------------------------------------------
+// Allocation-free scanner. A successful parse leaves the address in WORDS, most significant
+// word first, as signed 32-bit integers (what the bitwise operators produce).
+
+const WORDS = new Int32Array(4);
+const GROUPS = new Uint16Array(8);
+
+const CH_DOT = 46;
+const CH_COLON = 58;
+const CH_PERCENT = "%";
+
+/** Value of a hex digit char code, or -1. */
+function hexValue(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48; // 0-9
+  if (c >= 97 && c <= 102) return c - 87; // a-f
+  if (c >= 65 && c <= 70) return c - 55; // A-F
+  return -1;
+}
+
+/** Parses a dotted quad in text[i, end); returns it as 0..2^32-1, or -1 when invalid. */
+function parseIPv4(text: string, i: number, end: number): number {
+  let value = 0;
+  for (let part = 1;; part++) {
+    if (i >= end) return -1;
+    let c = text.charCodeAt(i);
+    if (c < 48 || c > 57) return -1;
+    let octet = c - 48;
+    i++;
+    while (i < end) {
+      c = text.charCodeAt(i);
+      if (c < 48 || c > 57) break;
+      if (octet === 0) return -1; // leading zero: octal in inet_aton, ambiguous
+      octet = octet * 10 + c - 48;
+      if (octet > 255) return -1;
+      i++;
+    }
+    value = value * 256 + octet;
+    if (part === 4) return i === end ? value : -1;
+    if (i >= end || text.charCodeAt(i) !== CH_DOT) return -1;
+    i++;
+  }
+}
+
+/** Parses IPv6 text in text[start, end) into WORDS; false when invalid. */
+function parseIPv6(text: string, start: number, end: number): boolean {
+  let i = start;
+  let n = 0; // groups written to GROUPS
+  let gap = -1; // index in GROUPS where "::" stands
+  if (end - start >= 2 && text.charCodeAt(i) === CH_COLON) {
+    if (text.charCodeAt(i + 1) !== CH_COLON) return false;
+    gap = 0;
+    i += 2;
+  }
+  while (i < end) {
+    const groupStart = i;
+    let value = 0;
+    while (i < end) {
+      const h = hexValue(text.charCodeAt(i));
+      if (h < 0) break;
+      value = (value << 4) | h;
+      i++;
+      if (i - groupStart > 4) return false;
+    }
+    if (i < end && text.charCodeAt(i) === CH_DOT) {
+      // A trailing dotted IPv4 part fills the last two groups.
+      if (n > 6) return false;
+      const v4 = parseIPv4(text, groupStart, end);
+      if (v4 < 0) return false;
+      GROUPS[n++] = v4 >>> 16;
+      GROUPS[n++] = v4 & 0xffff;
+      i = end;
+      break;
+    }
+    if (i === groupStart || n === 8) return false;
+    GROUPS[n++] = value;
+    if (i === end) break;
+    if (text.charCodeAt(i) !== CH_COLON) return false;
+    i++;
+    if (i === end) return false; // a single trailing colon
+    if (text.charCodeAt(i) === CH_COLON) {
+      if (gap >= 0) return false; // a second "::"
+      gap = n;
+      i++;
+    }
+  }
+  if (gap < 0) {
+    if (n !== 8) return false;
+  } else {
+    if (n > 7) return false; // "::" stands for at least one zero group
+    const after = n - gap;
+    for (let k = 1; k <= after; k++) GROUPS[8 - k] = GROUPS[n - k];
+    for (let k = gap; k < 8 - after; k++) GROUPS[k] = 0;
+  }
+  WORDS[0] = (GROUPS[0] << 16) | GROUPS[1];
+  WORDS[1] = (GROUPS[2] << 16) | GROUPS[3];
+  WORDS[2] = (GROUPS[4] << 16) | GROUPS[5];
+  WORDS[3] = (GROUPS[6] << 16) | GROUPS[7];
+  return true;
+}
+
+/**
+ * Parses an address (zone id stripped) into WORDS. Returns 4 or 6 for the family the text was
+ * written in, or 0 when it is not an IP literal. Never allocates.
+ */
+function parseAddress(text: string): 0 | 4 | 6 {
+  let end = text.length;
+  const percent = text.indexOf(CH_PERCENT);
+  if (percent !== -1) {
+    if (percent === end - 1) return 0; // empty zone id
+    end = percent;
+  }
+  const colon = text.indexOf(":");
+  if (colon === -1 || colon >= end) {
+    if (percent !== -1) return 0; // zone ids belong to IPv6 only
+    const v4 = parseIPv4(text, 0, end);
+    if (v4 < 0) return 0;
+    WORDS[0] = 0;
+    WORDS[1] = 0;
+    WORDS[2] = 0xffff;
+    WORDS[3] = v4 | 0;
+    return 4;
+  }
+  return parseIPv6(text, 0, end) ? 6 : 0;
+}
+
+/** Whether WORDS holds an IPv4-mapped address (::ffff:0:0/96). */
+function wordsAreMapped(): boolean {
+  return WORDS[0] === 0 && WORDS[1] === 0 && WORDS[2] === 0xffff;
+}
+
+function classifyWords(): AddressClass {
+  if (wordsAreMapped()) {
+    const v4 = WORDS[3];
+    if (v4 === -1) return "broadcast"; // 255.255.255.255
+    const first = v4 >>> 24;
+    if (first >= 224 && first <= 239) return "multicast";
+    if (first === 0) return "unspecified";
+    if (first === 127) return "loopback";
+    return "unicast";
+  }
+  if (WORDS[0] >>> 24 === 0xff) return "multicast";
+  if (WORDS[0] === 0 && WORDS[1] === 0 && WORDS[2] === 0) {
+    if (WORDS[3] === 0) return "unspecified";
+    if (WORDS[3] === 1) return "loopback";
+  }
+  return "unicast";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Formatting (rule parsing only, never on the hot path).
+
+function formatIPv4(v4: number): string {
+  return `${v4 >>> 24}.${(v4 >>> 16) & 0xff}.${(v4 >>> 8) & 0xff}.${v4 & 0xff}`;
+}
+
+/** RFC 5952 text for the address in `words`. */
+function formatIPv6(words: Int32Array): string {
+  if (words[0] === 0 && words[1] === 0 && words[2] === 0xffff) {
+    return `::ffff:${formatIPv4(words[3])}`;
+  }
+  const groups: number[] = [];
+  for (let k = 0; k < 4; k++) groups.push(words[k] >>> 16, words[k] & 0xffff);
+  // The longest run of two or more zero groups becomes "::" (the first one on a tie).
+  let bestStart = -1;
+  let bestLength = 1;
+  for (let k = 0; k < 8;) {
+    if (groups[k] !== 0) {
+      k++;
+      continue;
+    }
+    let end = k;
+    while (end < 8 && groups[end] === 0) end++;
+    if (end - k > bestLength) {
+      bestStart = k;
+      bestLength = end - k;
+    }
+    k = end;
+  }
+  const hex = (list: number[]) => list.map((g) => g.toString(16)).join(":");
+  if (bestStart < 0) return hex(groups);
+  return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLength))}`;
+}
+
+/** Mask word k (0 = most significant) for a prefix of `bits` over 128 bits. */
+function maskWord(bits: number, k: number): number {
+  const n = Math.max(0, Math.min(32, bits - 32 * k));
+  return n === 0 ? 0 : n === 32 ? -1 : -1 << (32 - n);
+}
+
+function cidrError(text: string, reason: string): TypeError {
+  return new TypeError(`invalid CIDR ${JSON.stringify(text)}: ${reason}`);
+}
+
+function addressError(text: unknown): TypeError {
+  const shown = typeof text === "string" ? JSON.stringify(text) : String(text);
+  return new TypeError(`invalid address ${shown}: not an IPv4 or IPv6 address`);
+}
+
+/** Parses a rule into its public form plus the 128-bit network and mask words. */
+function compile(text: string): { cidr: Cidr; net: Int32Array; mask: Int32Array } {
+  if (typeof text !== "string") {
+    throw new TypeError(`invalid CIDR ${String(text)}: expected a string`);
+  }
+  const trimmed = text.trim();
+  if (trimmed === "") throw cidrError(text, "empty rule");
+  const slash = trimmed.indexOf("/");
+  const addressText = slash === -1 ? trimmed : trimmed.slice(0, slash);
+  if (addressText.includes("%")) {
+    throw cidrError(text, "zone ids (%...) are not allowed in rules");
+  }
+  if (addressText.startsWith("[")) {
+    throw cidrError(text, "write the address without brackets");
+  }
+  const family = parseAddress(addressText);
+  if (family === 0) throw cidrError(text, "not an IPv4 or IPv6 address");
+  const width = family === 4 ? 32 : 128;
+  let prefix = width;
+  if (slash !== -1) {
+    const prefixText = trimmed.slice(slash + 1);
+    if (!/^(0|[1-9][0-9]{0,2})$/.test(prefixText) || Number(prefixText) > width) {
+      throw cidrError(text, `prefix must be 0-${width}`);
+    }
+    prefix = Number(prefixText);
+  }
+  const bits = family === 4 ? 96 + prefix : prefix;
+  const net = new Int32Array(4);
+  const mask = new Int32Array(4);
+  for (let k = 0; k < 4; k++) {
+    mask[k] = maskWord(bits, k);
+    net[k] = WORDS[k] & mask[k];
+  }
+  const address = family === 4 ? formatIPv4(net[3]) : formatIPv6(net);
+  return { cidr: Object.freeze({ family, address, prefix }), net, mask };
+}
+
+/**
+ * Parses a CIDR rule: `10.0.0.0/8`, `2001:db8::/32`, `::ffff:10.0.0.0/104`, or a bare address
+ * (meaning /32 for IPv4, /128 for IPv6). Surrounding whitespace is ignored; host bits below the
+ * prefix are cleared (`10.1.2.3/8` is `10.0.0.0/8`). Zone ids and brackets are rejected.
+ *
+ * @param text The rule.
+ * @returns The rule in canonical form.
+ * @throws {TypeError} With a one-line message naming the rule and the reason, e.g.
+ * `invalid CIDR "10.0.0.0/33": prefix must be 0-32`.
+ *
+ * @example
+ * ```ts
+ * import { parseCidr } from "./cidr.ts";
+ *
+ * console.log(parseCidr("2001:DB8::1/32")); // { family: 6, address: "2001:db8::", prefix: 32 }
+ * console.log(parseCidr("127.0.0.1").prefix); // 32
+ * ```
+ */
+export function parseCidr(text: string): Cidr {
+  return compile(text).cidr;
+}
+
+/**
+ * A list of CIDR rules that answers "does this address fall in any of them?".
+ *
+ * Matching never allocates: the address is scanned into a shared scratch buffer and compared
+ * with each rule's network and mask as four 32-bit words, a linear pass over the rules.
+ *
+ * @example
+ * ```ts
+ * import { CidrList } from "./cidr.ts";
+ *
+ * const list = new CidrList(["10.0.0.0/8", "2001:db8::/32"]);
+ * console.log(list.matches("10.9.8.7")); // true
+ * console.log(list.matches("::ffff:a09:807")); // true: the same client, mapped, in hex
+ * console.log(list.matches("2001:db9::1")); // false
+ * ```
+ */
+export class CidrList {
+  readonly #rules: readonly Cidr[];
+  /** Network words, four per rule. */
+  readonly #net: Int32Array;
+  /** Mask words, four per rule. */
+  readonly #mask: Int32Array;
+
+  /**
+   * Builds the list. Strings are parsed with {@linkcode parseCidr}; {@linkcode Cidr} objects
+   * are re-validated, so a hand-made one cannot smuggle in a bad prefix.
+   *
+   * @param rules The rules, in any order; an empty list matches nothing.
+   * @throws {TypeError} On the first invalid rule, naming it.
+   */
+  constructor(rules: Iterable<string | Cidr>) {
+    const compiled = [];
+    for (const rule of rules) {
+      if (typeof rule === "string") {
+        compiled.push(compile(rule));
+        continue;
+      }
+      const shown = rule !== null && typeof rule === "object"
+        ? `${rule.address}/${rule.prefix}`
+        : String(rule);
+      if (rule === null || typeof rule !== "object" || typeof rule.address !== "string") {
+        throw new TypeError(`invalid CIDR ${shown}: expected a string or a Cidr`);
+      }
+      const result = compile(shown);
+      if (result.cidr.family !== rule.family) {
+        throw cidrError(shown, `family ${rule.family} does not match the address`);
+      }
+      compiled.push(result);
+    }
+    this.#rules = Object.freeze(compiled.map((c) => c.cidr));
+    this.#net = new Int32Array(compiled.length * 4);
+    this.#mask = new Int32Array(compiled.length * 4);
+    compiled.forEach((c, i) => {
+      this.#net.set(c.net, i * 4);
+      this.#mask.set(c.mask, i * 4);
+    });
+  }
+
+  /** The rules in canonical form, in the order given. */
+  get rules(): readonly Cidr[] {
+    return this.#rules;
+  }
+
+  /** How many rules the list holds. */
+  get size(): number {
+    return this.#rules.length;
+  }
+
+  /**
+   * Whether the address falls in any rule. A zone id (`%eth0`) is ignored.
+   *
+   * @param address An IP literal, as a socket reports it (`192.0.2.1`, `::ffff:192.0.2.1`).
+   * @throws {TypeError} When `address` is not an IP literal: neither allowing nor denying it
+   * silently is safe for a list that may be used either way.
+   */
+  matches(address: string): boolean {
+    if (typeof address !== "string" || parseAddress(address) === 0) {
+      throw addressError(address);
+    }
+    const a0 = WORDS[0], a1 = WORDS[1], a2 = WORDS[2], a3 = WORDS[3];
+    const net = this.#net;
+    const mask = this.#mask;
+    for (let o = 0; o < net.length; o += 4) {
+      if (
+        (a3 & mask[o + 3]) === net[o + 3] &&
+        (a2 & mask[o + 2]) === net[o + 2] &&
+        (a1 & mask[o + 1]) === net[o + 1] &&
+        (a0 & mask[o]) === net[o]
+      ) {
+        return true;
+      }
+    }
+    return false;
+  }
+}
+
+/**
+ * Classifies an IP literal (zone id ignored): see {@linkcode AddressClass}. IPv4-mapped IPv6
+ * addresses are classified as the IPv4 address they carry. Only the limited broadcast
+ * `255.255.255.255` is recognised as broadcast: a subnet-directed broadcast such as
+ * `192.168.1.255` depends on interface netmasks, which this module does not know.
+ *
+ * @param address The text to classify.
+ * @returns Its class, or `undefined` when the text is not an IP literal. Never throws.
+ *
+ * @example
+ * ```ts
+ * import { classifyAddress } from "./cidr.ts";
+ *
+ * console.log(classifyAddress("::ffff:224.0.0.251")); // "multicast"
+ * console.log(classifyAddress("example.com")); // undefined
+ * ```
+ */
+export function classifyAddress(address: string): AddressClass | undefined {
+  if (typeof address !== "string" || parseAddress(address) === 0) return undefined;
+  return classifyWords();
+}
+
+/**
+ * Whether a hostname is loopback: an address in `127.0.0.0/8`, `::1`, their IPv4-mapped
+ * forms, or the name `localhost` (any case, optional trailing dot), which RFC 6761 reserves
+ * for loopback. `0.0.0.0` and `::` are wildcard binds, not loopback.
+ *
+ * @param hostname An IP literal or a host name.
+ * @returns `false` for anything else, including other host names. Never throws.
+ *
+ * @example
+ * ```ts
+ * import { isLoopback } from "./cidr.ts";
+ *
+ * console.log(isLoopback("127.0.0.53")); // true
+ * console.log(isLoopback("::ffff:7f00:1")); // true
+ * console.log(isLoopback("0.0.0.0")); // false
+ * ```
+ */
+export function isLoopback(hostname: string): boolean {
+  if (typeof hostname !== "string") return false;
+  const length = hostname.length;
+  if ((length === 9 || length === 10) && /^localhost\.?$/i.test(hostname)) return true;
+  return parseAddress(hostname) !== 0 && classifyWords() === "loopback";
+}
+
+/**
+ * Whether an address is the IPv4 limited broadcast `255.255.255.255`, IPv4 multicast
+ * `224.0.0.0/4`, IPv6 multicast `ff00::/8`, or an IPv4-mapped form of those.
+ *
+ * @param address An IP literal.
+ * @returns `false` for anything else, including text that is not an IP literal. Never throws.
+ *
+ * @example
+ * ```ts
+ * import { isBroadcastOrMulticast } from "./cidr.ts";
+ *
+ * console.log(isBroadcastOrMulticast("255.255.255.255")); // true
+ * console.log(isBroadcastOrMulticast("ff02::1")); // true
+ * console.log(isBroadcastOrMulticast("192.0.2.1")); // false
+ * ```
+ */
+export function isBroadcastOrMulticast(address: string): boolean {
+  const kind = classifyAddress(address);
+  return kind === "broadcast" || kind === "multicast";
+}
