@@ -1,0 +1,29 @@
+/**
+ * TCP and UDP echo servers and clients for Deno, exact to RFC 862: every byte echoed in order on TCP,
+ * every datagram returned as-is on UDP (0 to 65,507 bytes, never truncated).
+ *
+ * - {@linkcode serveEcho} starts TCP and UDP on one host and port (127.0.0.1:5006 by default) and
+ *   returns a handle shaped like `Deno.serve`'s: `addr`, `finished`, `shutdown()`, `ref()`/`unref()`
+ *   and `[Symbol.asyncDispose]`, so `await using server = await serveEcho({ port: 0 })` works in tests.
+ * - {@linkcode echoTcp} and {@linkcode echoUdp} echo one message and verify the reply;
+ *   {@linkcode echoTcpStream} streams any amount of data through a server, verifying as it goes.
+ * - UDP runs on `Deno.listenDatagram` when unstable net is on, and on `node:dgram` otherwise.
+ *
+ * @example
+ * ```ts
+ * import { echoTcp, echoUdp, serveEcho } from "./mod.ts";
+ *
+ * await using server = await serveEcho({ port: 0 });
+ * const tcp = await echoTcp("Hello World", { port: server.addr.port });
+ * const udp = await echoUdp("Hello World", { port: server.addr.port });
+ * console.log(tcp.rtt, udp.rtt, server.stats.bytesIn);
+ * ```
+ *
+ * @module
+ */
+export * from "./duration.ts";
+export * from "./errors.ts";
+export * from "./serve.ts";
+export * from "./stats.ts";
+export * from "./tcp.ts";
+export * from "./udp.ts";

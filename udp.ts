@@ -1,0 +1,310 @@
+/**
+ * UDP echo: {@linkcode serveUdpEcho} (the server) and {@linkcode echoUdp} (one datagram, with
+ * timeout and retries). The pipeline above the backend is written once and serves both backends:
+ * Deno.listenDatagram (unstable net) and the node:dgram fallback.
+ *
+ * @module
+ */
+import { isIP } from "node:net";
+import { lookup } from "node:dns/promises";
+import type { EchoAddress } from "./errors.ts";
+import {
+  describeNetworkError,
+  EchoConnectionError,
+  EchoMismatchError,
+  EchoTimeoutError,
+  formatAddress,
+} from "./errors.ts";
+import { callHook, reportError } from "./_hooks.ts";
+import type { EchoServer, ListenInfo, UdpEchoOptions } from "./serve.ts";
+import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./serve.ts";
+import type { EchoStats } from "./stats.ts";
+import { createStats } from "./stats.ts";
+import type { EchoClientOptions, EchoResult } from "./tcp.ts";
+import { firstDifference, listenError, toBytes } from "./_util.ts";
+import type { UdpBackend, UdpBackendKind } from "./_udp_backend.ts";
+import { bindUdp, RECEIVE_BUFFER_SIZE } from "./_udp_backend.ts";
+
+/** The largest UDP payload over IPv4 (65,535 − 20 IP − 8 UDP header bytes). */
+export const MAX_UDP_PAYLOAD = 65_507;
+
+/**
+ * Starts a UDP echo server (RFC 862): each datagram goes back to its sender as-is, from 0 up to
+ * 65,507 bytes, never truncated. Uses Deno.listenDatagram when unstable net is on and node:dgram
+ * otherwise (or as `backend` says); `listeners[0].backend` tells which.
+ *
+ * @example
+ * ```ts
+ * import { echoUdp, serveUdpEcho } from "./mod.ts";
+ * await using server = await serveUdpEcho({ port: 0 });
+ * const { reply } = await echoUdp("Hello World", { port: server.addr.port });
+ * console.log(reply.length); // 11
+ * ```
+ *
+ * @param options Where to listen, backend, hooks, signal and counters.
+ * @returns The running server.
+ * @throws {EchoConnectionError} When the address cannot be bound.
+ */
+export async function serveUdpEcho(options: UdpEchoOptions = {}): Promise<EchoServer> {
+  const hostname = options.hostname ?? DEFAULT_HOSTNAME;
+  const port = options.port ?? DEFAULT_PORT;
+  let backend: UdpBackend;
+  try {
+    backend = await bindUdp({ hostname, port, backend: options.backend });
+  } catch (error) {
+    if (error instanceof TypeError) throw error;
+    throw listenError(error, { hostname, port, transport: "udp" });
+  }
+  return new UdpServer(backend, options);
+}
+
+class UdpServer implements EchoServer {
+  readonly addr: Deno.NetAddr;
+  readonly listeners: readonly ListenInfo[];
+  readonly stats: EchoStats;
+  readonly finished: Promise<void>;
+  #backend: UdpBackend;
+  #options: UdpEchoOptions;
+  #closed = false;
+
+  constructor(backend: UdpBackend, options: UdpEchoOptions) {
+    this.#backend = backend;
+    this.#options = options;
+    this.stats = options.stats ?? createStats();
+    this.addr = backend.addr;
+    this.listeners = [{
+      transport: "udp",
+      hostname: backend.addr.hostname,
+      port: backend.addr.port,
+      backend: backend.kind,
+    }];
+    callHook(options, options.onListen, this.listeners[0]);
+    this.finished = this.#loop();
+    const signal = options.signal;
+    if (signal?.aborted) void this.shutdown();
+    else signal?.addEventListener("abort", () => void this.shutdown(), { once: true });
+  }
+
+  async #loop(): Promise<void> {
+    const backend = this.#backend;
+    const options = this.#options;
+    const stats = this.stats;
+    const buffer = new Uint8Array(RECEIVE_BUFFER_SIZE);
+    while (!this.#closed) {
+      let datagram;
+      try {
+        datagram = await backend.receive(buffer);
+      } catch (error) {
+        if (this.#closed || error instanceof Deno.errors.BadResource) break;
+        // An ICMP error for an earlier reply may surface here; it concerns one peer only.
+        stats.errors++;
+        reportError(options, "receive failed", error, this.#where());
+        continue;
+      }
+      const { data, addr } = datagram;
+      stats.datagramsIn++;
+      stats.bytesIn += data.length;
+      if (options.onDatagram) callHook(options, options.onDatagram, { remoteAddr: addr, data });
+      try {
+        await backend.send(data, addr);
+        stats.datagramsOut++;
+        stats.bytesOut += data.length;
+      } catch (error) {
+        if (this.#closed) break;
+        stats.errors++;
+        reportError(options, "send failed", error, { ...addr, transport: "udp" });
+      }
+      if (options.once) this.#close();
+    }
+    this.#close();
+  }
+
+  #where(): EchoAddress {
+    return { hostname: this.addr.hostname, port: this.addr.port, transport: "udp" };
+  }
+
+  #close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#backend.close();
+  }
+
+  shutdown(): Promise<void> {
+    this.#close();
+    return this.finished;
+  }
+
+  ref(): void {
+    this.#backend.ref();
+  }
+
+  unref(): void {
+    this.#backend.unref();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
+  }
+}
+
+/** Options of {@linkcode echoUdp}. */
+export interface UdpClientOptions extends EchoClientOptions {
+  /** Extra attempts after the first one times out. Default 2. */
+  retries?: number;
+  /** Force a UDP backend for the client socket. */
+  backend?: UdpBackendKind | "auto";
+}
+
+/** The outcome of one echoed datagram. */
+export interface UdpEchoResult extends EchoResult {
+  /** Which attempt was answered (1 = the first). */
+  attempts: number;
+}
+
+/** Default wait for each UDP attempt, in ms. */
+export const DEFAULT_UDP_TIMEOUT = 1000;
+/** Default number of UDP retries. */
+export const DEFAULT_UDP_RETRIES = 2;
+
+/**
+ * Resolves a host name to one IP address (IP literals are returned as they are, IPv6 in canonical
+ * form), using the system resolver so /etc/hosts applies.
+ *
+ * @example
+ * ```ts
+ * import { resolveHost } from "./mod.ts";
+ * console.log(await resolveHost("0:0:0:0:0:0:0:1")); // "::1"
+ * ```
+ *
+ * @param hostname A name or address.
+ * @returns An IP address.
+ */
+export async function resolveHost(hostname: string): Promise<string> {
+  const bare = hostname.replace(/^\[(.*)\]$/, "$1");
+  const family = isIP(bare);
+  if (family === 6) return new URL(`http://[${bare}]/`).hostname.slice(1, -1);
+  if (family === 4) return bare;
+  return (await lookup(bare)).address;
+}
+
+function isLoopbackIp(ip: string): boolean {
+  return ip === "::1" || /^127\./.test(ip);
+}
+
+/**
+ * Sends one datagram and waits for the answering datagram from that address only (others are
+ * ignored), sending again up to `retries` times when an attempt times out. The client socket is bound
+ * in the target's address family, on loopback when the target is loopback.
+ *
+ * @example
+ * ```ts
+ * import { echoUdp, serveUdpEcho } from "./mod.ts";
+ * await using server = await serveUdpEcho({ port: 0 });
+ * const { attempts } = await echoUdp("ping", { port: server.addr.port, timeout: 500, retries: 3 });
+ * console.log(attempts); // 1
+ * ```
+ *
+ * @param message What to send: text (UTF-8) or bytes, at most 65,507 bytes.
+ * @param options Server address, timeout per attempt, retries, signal and backend.
+ * @returns The reply, the round-trip time of the answered attempt, and the attempt number.
+ * @throws {EchoTimeoutError} When no attempt is answered.
+ * @throws {EchoMismatchError} When the reply differs from the message.
+ * @throws {EchoConnectionError} When the socket cannot be bound or the datagram not sent.
+ */
+export async function echoUdp(
+  message: string | Uint8Array,
+  options: UdpClientOptions = {},
+): Promise<UdpEchoResult> {
+  const data = toBytes(message);
+  if (data.length > MAX_UDP_PAYLOAD) {
+    throw new RangeError(
+      `a UDP message holds at most ${MAX_UDP_PAYLOAD} bytes, got ${data.length}`,
+    );
+  }
+  const timeout = options.timeout ?? DEFAULT_UDP_TIMEOUT;
+  const retries = options.retries ?? DEFAULT_UDP_RETRIES;
+  const hostname = options.hostname ?? DEFAULT_HOSTNAME;
+  const port = options.port ?? DEFAULT_PORT;
+  const address: EchoAddress = { hostname, port, transport: "udp" };
+  const where = `udp ${formatAddress(address)}`;
+  let ip: string;
+  try {
+    ip = await resolveHost(hostname);
+  } catch (error) {
+    throw new EchoConnectionError(`cannot resolve ${hostname}: ${describeNetworkError(error)}`, {
+      address,
+      cause: error,
+    });
+  }
+  const v6 = ip.includes(":");
+  const bindHost = isLoopbackIp(ip) ? (v6 ? "::1" : "127.0.0.1") : (v6 ? "::" : "0.0.0.0");
+  let socket: UdpBackend;
+  try {
+    socket = await bindUdp({ hostname: bindHost, port: 0, backend: options.backend });
+  } catch (error) {
+    if (error instanceof TypeError) throw error;
+    throw new EchoConnectionError(`cannot open a UDP socket: ${describeNetworkError(error)}`, {
+      address,
+      cause: error,
+    });
+  }
+  const target: Deno.NetAddr = { transport: "udp", hostname: ip, port };
+  const buffer = new Uint8Array(RECEIVE_BUFFER_SIZE);
+  let pending: ReturnType<UdpBackend["receive"]> | undefined;
+  const aborted = options.signal
+    ? new Promise<never>((_, reject) => {
+      const signal = options.signal!;
+      if (signal.aborted) reject(signal.reason);
+      signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+    })
+    : undefined;
+  aborted?.catch(() => {});
+  try {
+    for (let attempt = 1; attempt <= retries + 1; attempt++) {
+      const start = performance.now();
+      try {
+        await socket.send(data, target);
+      } catch (error) {
+        throw new EchoConnectionError(`cannot send to ${where}: ${describeNetworkError(error)}`, {
+          address,
+          cause: error,
+        });
+      }
+      const deadline = start + timeout;
+      for (;;) {
+        const left = deadline - performance.now();
+        if (left <= 0) break;
+        pending ??= socket.receive(buffer);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const expired = new Promise<undefined>((
+          resolve,
+        ) => (timer = setTimeout(() => resolve(undefined), left)));
+        const got = await Promise.race(aborted ? [pending, expired, aborted] : [pending, expired])
+          .finally(() => clearTimeout(timer));
+        if (got === undefined) break;
+        pending = undefined;
+        if (got.addr.port !== port || (await resolveHost(got.addr.hostname)) !== ip) continue;
+        const rtt = performance.now() - start;
+        const reply = got.data.slice();
+        const offset = firstDifference(data, reply);
+        if (offset >= 0) {
+          throw new EchoMismatchError(
+            `reply from ${where} differs from the message at byte ${offset}`,
+            {
+              address,
+              offset,
+            },
+          );
+        }
+        return { reply, rtt, address, attempts: attempt };
+      }
+    }
+    throw new EchoTimeoutError(
+      `no reply from ${where} after ${retries + 1} attempt${retries ? "s" : ""} of ${timeout}ms`,
+      { address },
+    );
+  } finally {
+    socket.close();
+    pending?.catch(() => {});
+  }
+}
