@@ -1,0 +1,343 @@
+/**
+ * Shared CLI plumbing: one flag table drives parsing, validation and `--help`; exit codes; colour;
+ * one-line errors (never a stack trace for a user error).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import denoJson from "./deno.json" with { type: "json" };
+import { parseDuration } from "./duration.ts";
+
+/** Exit code: success. */
+export const EXIT_OK = 0;
+/** Exit code: a runtime failure (port in use, unreachable, timeout, mismatch, permission). */
+export const EXIT_FAILURE = 1;
+/** Exit code: bad usage (unknown flag, bad value, conflicting flags). */
+export const EXIT_USAGE = 2;
+
+/** The package version, from deno.json. */
+export const VERSION: string = denoJson.version;
+
+/** A command-line mistake: reported in one line with exit code 2. */
+export class UsageError extends Error {
+  /**
+   * Creates a usage error.
+   *
+   * @param message What is wrong with the command line.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** One command-line flag. */
+export interface Flag {
+  /** Long name, without dashes. */
+  name: string;
+  /** One-letter alias. */
+  short?: string;
+  /** Other long names accepted for the same flag. */
+  aliases?: string[];
+  /** `boolean` for switches, `string` for flags with a value. */
+  type: "boolean" | "string";
+  /** Whether the flag may be repeated (values are collected). */
+  multiple?: boolean;
+  /** Placeholder for the value in --help, e.g. `PORT`. */
+  arg?: string;
+  /** One line for --help. */
+  description: string;
+  /** Help section the flag is listed under. */
+  group?: string;
+}
+
+/** A whole CLI: name, usage, flags and examples, for parsing and for --help. */
+export interface CliSpec {
+  /** Program name for messages, e.g. `server.ts`. */
+  name: string;
+  /** One line saying what it does. */
+  summary: string;
+  /** Usage line(s). */
+  usage: string[];
+  /** The flag table. */
+  flags: Flag[];
+  /** Example command lines with a comment each. */
+  examples: [string, string][];
+  /** Paragraphs printed after the examples. */
+  notes?: string[];
+}
+
+/** Parsed flag values by long name. */
+export type FlagValues = Record<string, string | boolean | string[] | undefined>;
+
+/**
+ * Parses arguments strictly against the flag table.
+ *
+ * @param spec The CLI.
+ * @param args The arguments.
+ * @returns Values by long name (aliases folded in) and positionals.
+ * @throws {UsageError} On unknown flags, missing values or values given to switches.
+ */
+export function parseFlags(
+  spec: CliSpec,
+  args: string[],
+): { values: FlagValues; positionals: string[] } {
+  const options: Record<
+    string,
+    { type: "boolean" | "string"; short?: string; multiple?: boolean }
+  > = {};
+  for (const flag of spec.flags) {
+    const multiple = Boolean(flag.multiple);
+    options[flag.name] = flag.short
+      ? { type: flag.type, short: flag.short, multiple }
+      : { type: flag.type, multiple };
+    for (const alias of flag.aliases ?? []) options[alias] = { type: flag.type, multiple };
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options, strict: true, allowPositionals: true });
+  } catch (error) {
+    const e = error as Error & { code?: string };
+    const option = /'([^']*)'/.exec(e.message)?.[1]?.replace(/ <value>$/, "") ?? "";
+    if (e.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+      throw new UsageError(`unknown option ${option}`);
+    }
+    if (/does not take an argument/.test(e.message)) {
+      throw new UsageError(`option ${option} does not take a value`);
+    }
+    if (/ambiguous/.test(e.message)) {
+      throw new UsageError(
+        `option ${option} needs a value (write ${option}=VALUE for one starting with -)`,
+      );
+    }
+    if (/missing/.test(e.message)) throw new UsageError(`option ${option} needs a value`);
+    throw new UsageError(e.message.split("\n")[0]);
+  }
+  const values: FlagValues = {};
+  for (const flag of spec.flags) {
+    const raw = parsed.values as FlagValues;
+    for (const name of [flag.name, ...(flag.aliases ?? [])]) {
+      const value = raw[name];
+      if (value === undefined) continue;
+      const previous = values[flag.name];
+      if (flag.multiple) {
+        values[flag.name] = [...(previous as string[] ?? []), ...(value as string[])];
+      } else if (previous !== undefined && flag.type === "string" && previous !== value) {
+        throw new UsageError(`--${flag.name} given twice with different values`);
+      } else values[flag.name] = value;
+    }
+  }
+  return { values, positionals: parsed.positionals };
+}
+
+/** Colour functions; identity when colour is off. */
+export interface Palette {
+  /** Bold text. */
+  bold: (s: string) => string;
+  /** Dim text. */
+  dim: (s: string) => string;
+  /** Red text. */
+  red: (s: string) => string;
+  /** Green text. */
+  green: (s: string) => string;
+  /** Yellow text. */
+  yellow: (s: string) => string;
+  /** Cyan text. */
+  cyan: (s: string) => string;
+}
+
+/**
+ * Colours for a stream: only on a terminal, never when NO_COLOR is set.
+ *
+ * @param stream The stream the text goes to.
+ * @returns The palette.
+ */
+export function paletteFor(stream: { isTerminal(): boolean }): Palette {
+  const on = !Deno.noColor && stream.isTerminal();
+  const wrap = (open: number, close: number) => (s: string) =>
+    on ? `\x1b[${open}m${s}\x1b[${close}m` : s;
+  return {
+    bold: wrap(1, 22),
+    dim: wrap(2, 22),
+    red: wrap(31, 39),
+    green: wrap(32, 39),
+    yellow: wrap(33, 39),
+    cyan: wrap(36, 39),
+  };
+}
+
+/**
+ * Renders --help from the flag table.
+ *
+ * @param spec The CLI.
+ * @param colors Colours to use.
+ * @returns The help text.
+ */
+export function renderHelp(spec: CliSpec, colors: Palette): string {
+  const lines = [`${colors.bold(spec.name)} ${VERSION} — ${spec.summary}`, ""];
+  lines.push(colors.bold("Usage:"));
+  for (const usage of spec.usage) lines.push(`  ${usage}`);
+  const labels = spec.flags.map((flag) => {
+    const names = [
+      ...(flag.short ? [`-${flag.short}`] : []),
+      `--${flag.name}`,
+      ...(flag.aliases ?? []).map((a) => `--${a}`),
+    ].join(", ");
+    return flag.type === "string" ? `${names} ${flag.arg ?? "VALUE"}` : names;
+  });
+  const width = Math.max(...labels.map((l) => l.length)) + 2;
+  let group: string | undefined = "";
+  spec.flags.forEach((flag, i) => {
+    if (flag.group !== group) {
+      group = flag.group;
+      lines.push("", colors.bold(`${group ?? "Options"}:`));
+    }
+    lines.push(`  ${labels[i].padEnd(width)}${flag.description}`);
+  });
+  lines.push("", colors.bold("Examples:"));
+  for (const [command, comment] of spec.examples) {
+    lines.push(`  ${command}`, `      ${colors.dim(comment)}`);
+  }
+  for (const note of spec.notes ?? []) lines.push("", note);
+  lines.push("", "Exit codes: 0 ok, 1 runtime failure, 2 usage error.");
+  return lines.join("\n");
+}
+
+/**
+ * Parses a port flag.
+ *
+ * @param text The value.
+ * @param flag The flag name, for the message.
+ * @returns The port, 0 to 65535.
+ */
+export function parsePort(text: string, flag = "--port"): number {
+  if (!/^\d+$/.test(text) || Number(text) > 65535) {
+    throw new UsageError(`${flag} must be a number from 0 to 65535, got "${text}"`);
+  }
+  return Number(text);
+}
+
+/**
+ * Parses a whole-number flag within bounds.
+ *
+ * @param text The value.
+ * @param flag The flag name, for the message.
+ * @param range Inclusive bounds.
+ * @returns The number.
+ */
+export function parseInteger(
+  text: string,
+  flag: string,
+  range: { min?: number; max?: number } = {},
+): number {
+  const min = range.min ?? 0;
+  const max = range.max ?? Number.MAX_SAFE_INTEGER;
+  const value = Number(text);
+  if (!/^-?\d+$/.test(text) || value < min || value > max) {
+    const bounds = range.max === undefined ? `at least ${min}` : `from ${min} to ${max}`;
+    throw new UsageError(`${flag} must be a whole number ${bounds}, got "${text}"`);
+  }
+  return value;
+}
+
+/**
+ * Parses a duration flag (`250ms`, `10s`, `2m`; bare = ms).
+ *
+ * @param text The value.
+ * @param flag The flag name, for the message.
+ * @returns Milliseconds.
+ */
+export function parseDurationFlag(text: string, flag: string): number {
+  try {
+    return parseDuration(text);
+  } catch (error) {
+    throw new UsageError(`${flag}: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Runs a CLI's main function and exits with its code, turning every error into one line on stderr:
+ * usage errors exit 2, everything else exits 1, and a missing permission names the flag to add.
+ *
+ * @param name Program name for messages.
+ * @param main The program; resolves with an exit code.
+ */
+export async function runCli(name: string, main: () => Promise<number>): Promise<never> {
+  let code: number;
+  try {
+    code = await main();
+  } catch (error) {
+    code = reportFailure(name, error);
+  }
+  Deno.exit(code);
+}
+
+/**
+ * Prints one line for an error and returns the exit code it deserves.
+ *
+ * @param name Program name for messages.
+ * @param error What was thrown.
+ * @returns 2 for usage errors, 1 otherwise.
+ */
+export function reportFailure(name: string, error: unknown): number {
+  const red = paletteFor(Deno.stderr).red;
+  if (error instanceof UsageError) {
+    console.error(`${name}: ${error.message} (see --help)`);
+    return EXIT_USAGE;
+  }
+  const message = error instanceof Error ? error.message.split("\n")[0] : String(error);
+  const permission = error instanceof Deno.errors.NotCapable ||
+    error instanceof Deno.errors.PermissionDenied;
+  console.error(`${name}: ${red(permission ? "permission denied" : "error")}: ${message}`);
+  return EXIT_FAILURE;
+}
+
+const printableText = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Shows received bytes for people: quoted text when printable, a hex dump otherwise.
+ *
+ * @param data The bytes.
+ * @param limit Bytes shown at most.
+ * @returns One line of text, or several lines of hex dump.
+ */
+export function showBytes(data: Uint8Array, limit = 256): string {
+  try {
+    const text = printableText.decode(data);
+    // deno-lint-ignore no-control-regex
+    if (!/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/.test(text)) return JSON.stringify(text);
+  } catch {
+    // not UTF-8: fall through to hex
+  }
+  const lines: string[] = [];
+  const shown = data.subarray(0, limit);
+  for (let offset = 0; offset < shown.length; offset += 16) {
+    const row = shown.subarray(offset, offset + 16);
+    const hex = [...row].map((b) => b.toString(16).padStart(2, "0")).join(" ");
+    const ascii = [...row].map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : "."))
+      .join("");
+    lines.push(`  ${offset.toString(16).padStart(8, "0")}  ${hex.padEnd(47)}  |${ascii}|`);
+  }
+  if (data.length > limit) lines.push(`  … ${data.length - limit} more bytes`);
+  return `${data.length} bytes:\n${lines.join("\n")}`;
+}
+
+/**
+ * Formats a byte count with binary units: `512 B`, `1.5 KiB`, `3.2 GiB`.
+ *
+ * @param bytes A count.
+ * @returns Short text.
+ */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  const digits = unit === 0 ? 0 : value < 10 ? 2 : 1;
+  return `${new Intl.NumberFormat("en", { maximumFractionDigits: digits }).format(value)} ${
+    units[unit]
+  }`;
+}
