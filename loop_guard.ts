@@ -1,0 +1,227 @@
+/**
+ * The UDP loop and reflection guard: decides, from a datagram's source address and port alone,
+ * whether an echo reply may be sent.
+ *
+ * UDP sources are not verified, so anyone can send a datagram whose source is another host's
+ * service port. Echoing it makes this server talk to that service; if the service answers any
+ * datagram (echo, chargen, daytime...), the two answer each other forever, and if it answers
+ * with more than it got (DNS, NTP, memcached...), this server becomes a step in a reflection
+ * attack. BSD inetd refuses such datagrams in its built-in UDP services:
+ *
+ * - FreeBSD `check_loop()` refuses a source port equal to the port of any built-in datagram
+ *   service that is enabled (echo, discard, daytime, chargen, time).
+ * - NetBSD `port_good_dg()` refuses source ports 7, 9, 13, 19 and 37, and multicast,
+ *   `0.0.0.0/8`, `127.0.0.0/8`, `255.0.0.0/8` and interface broadcast sources.
+ * - OpenBSD `dg_badinput()` refuses every source port below 1024 and NFS 2049, multicast and
+ *   unspecified sources, and interface broadcast addresses.
+ *
+ * {@linkcode LoopGuard} follows them with one deliberate difference: loopback sources are
+ * answered (NetBSD refuses them), since local clients and this project's tests use them and the
+ * kernel already drops loopback sources arriving from other interfaces. Only the limited
+ * broadcast `255.255.255.255` is recognised: subnet-directed broadcasts depend on interface
+ * netmasks, which this transport-agnostic module does not know (Linux drops datagrams with a
+ * broadcast, multicast or `0.0.0.0/8` source as martians anyway: these checks are a second line).
+ *
+ * The guard is for datagrams only: a TCP peer has completed a handshake, so its address is real.
+ *
+ * @example
+ * ```ts
+ * import { LoopGuard } from "./loop_guard.ts";
+ *
+ * const guard = new LoopGuard({ localPort: 7 });
+ * console.log(guard.check("192.0.2.1", 40000)); // undefined: answer it
+ * console.log(guard.check("192.0.2.1", 19)); // "blocked-port": chargen would loop with us
+ * console.log(guard.check("::ffff:224.0.0.1", 40000)); // "multicast"
+ * ```
+ *
+ * @module
+ */
+
+import { classifyAddress } from "./cidr.ts";
+
+/**
+ * Source ports refused by default. A port is listed when the service usually found there
+ * answers datagrams it did not ask for (so echoing to it loops or reflects) and no genuine
+ * client would send from it. Every port is below 10000, outside the ephemeral ranges that
+ * operating systems pick client ports from (Linux 32768-60999, Windows and macOS 49152-65535,
+ * FreeBSD 10000-65535), except memcached 11211, whose amplification factor (10,000x and more)
+ * outweighs the 1-in-55,536 chance that a FreeBSD client draws it as its source port.
+ *
+ * | port  | service              | why                                                            |
+ * | ----- | -------------------- | -------------------------------------------------------------- |
+ * | 7     | echo (RFC 862)       | echoes all: two echo servers bounce a datagram forever         |
+ * | 9     | discard (RFC 863)    | answers nothing, and no client sends from it (BSD lists it)    |
+ * | 11    | systat (RFC 866)     | answers any datagram with the user list                        |
+ * | 13    | daytime (RFC 867)    | answers any datagram                                           |
+ * | 17    | qotd (RFC 865)       | answers any datagram, up to 512 bytes (a listed amplifier)     |
+ * | 19    | chargen (RFC 864)    | answers any datagram, 0-512 bytes: the classic echo loop       |
+ * | 37    | time (RFC 868)       | answers any datagram                                           |
+ * | 53    | DNS                  | amplifier; clients query from random ports, never from 53      |
+ * | 69    | TFTP                 | answers bad requests with errors; a listed amplifier           |
+ * | 111   | portmap / rpcbind    | amplifier                                                      |
+ * | 123   | NTP                  | amplifier (mode 7 `monlist` up to 556x)                        |
+ * | 137   | NetBIOS name         | amplifier                                                      |
+ * | 161   | SNMP                 | amplifier (GetBulk)                                            |
+ * | 389   | CLDAP                | amplifier (tens of times)                                      |
+ * | 427   | SLP                  | amplifier (CVE-2023-29552)                                     |
+ * | 520   | RIPv1                | amplifier                                                      |
+ * | 1900  | SSDP                 | amplifier (M-SEARCH)                                           |
+ * | 2049  | NFS                  | answers RPCs; refused by OpenBSD inetd                         |
+ * | 3283  | Apple Remote Desktop | amplifier                                                      |
+ * | 3702  | WS-Discovery         | amplifier                                                      |
+ * | 5353  | mDNS                 | amplifier                                                      |
+ * | 5683  | CoAP                 | amplifier                                                      |
+ * | 11211 | memcached            | amplifier (up to tens of thousands of times)                   |
+ *
+ * "Amplifier" means a service named in the US-CERT alert TA14-017A on UDP-based amplification
+ * or a later report of the same kind. Port 0 is always refused, as `"port-zero"`, whatever the
+ * list: no reply can be addressed to it.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_BLOCKED_PORTS, LoopGuard } from "./loop_guard.ts";
+ *
+ * // Add a site-specific port to the defaults.
+ * const guard = new LoopGuard({ blockedPorts: [...DEFAULT_BLOCKED_PORTS, 4500] });
+ * console.log(guard.check("192.0.2.1", 4500)); // "blocked-port"
+ * ```
+ */
+export const DEFAULT_BLOCKED_PORTS: readonly number[] = Object.freeze([
+  7,
+  9,
+  11,
+  13,
+  17,
+  19,
+  37,
+  53,
+  69,
+  111,
+  123,
+  137,
+  161,
+  389,
+  427,
+  520,
+  1900,
+  2049,
+  3283,
+  3702,
+  5353,
+  5683,
+  11211,
+]);
+
+/**
+ * Why a datagram is dropped, or `undefined` when it may be answered.
+ *
+ * - `"port-zero"`: the source port is 0, which no reply can be sent to.
+ * - `"blocked-port"`: the source port is in the blocked list, or is this server's own port.
+ * - `"broadcast"`: the source is `255.255.255.255` (or its IPv4-mapped form).
+ * - `"multicast"`: the source is in `224.0.0.0/4` or `ff00::/8` (or a mapped form).
+ * - `"unspecified"`: the source is `0.0.0.0/8` or `::`, which no reply can reach.
+ */
+export type LoopGuardVerdict =
+  | undefined
+  | "port-zero"
+  | "blocked-port"
+  | "broadcast"
+  | "multicast"
+  | "unspecified";
+
+/** Options for {@linkcode LoopGuard}. */
+export interface LoopGuardOptions {
+  /**
+   * Source ports to refuse, replacing {@linkcode DEFAULT_BLOCKED_PORTS} (spread the defaults
+   * into the list to extend them). Each must be an integer 0-65535; an empty list refuses
+   * none (port 0 is still refused).
+   */
+  blockedPorts?: Iterable<number>;
+  /**
+   * The port this server receives on. Datagrams from that same source port are refused as
+   * `"blocked-port"`: two instances of this server on one port would otherwise echo each
+   * other forever (FreeBSD's `check_loop()` likewise refuses its own built-in ports).
+   */
+  localPort?: number;
+}
+
+function checkPort(port: number, what: string): number {
+  if (typeof port !== "number" || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new RangeError(`invalid ${what} ${String(port)}: expected an integer 0-65535`);
+  }
+  return port;
+}
+
+/**
+ * The per-datagram guard. Construct it once per UDP listener; {@linkcode LoopGuard.check}
+ * allocates nothing: a 64 KiB port table lookup, then an allocation-free address scan.
+ *
+ * @example
+ * ```ts
+ * import { LoopGuard } from "./loop_guard.ts";
+ *
+ * const guard = new LoopGuard();
+ * for (const [host, port] of [["::ffff:198.51.100.7", 51000], ["198.51.100.7", 0]] as const) {
+ *   const verdict = guard.check(host, port);
+ *   console.log(verdict === undefined ? "echo" : `drop (${verdict})`);
+ * }
+ * ```
+ */
+export class LoopGuard {
+  /** 1 at each refused source port. */
+  readonly #blocked = new Uint8Array(65536);
+
+  /**
+   * Builds the port table: the blocked list (the defaults unless given) plus the local port.
+   *
+   * @param options Which source ports to refuse; see {@linkcode LoopGuardOptions}.
+   * @throws {RangeError} When a port is not an integer 0-65535.
+   */
+  constructor(options: LoopGuardOptions = {}) {
+    for (const port of options.blockedPorts ?? DEFAULT_BLOCKED_PORTS) {
+      this.#blocked[checkPort(port, "blocked port")] = 1;
+    }
+    if (options.localPort !== undefined) {
+      this.#blocked[checkPort(options.localPort, "local port")] = 1;
+    }
+    this.#blocked[0] = 0; // reported as "port-zero" instead
+  }
+
+  /** The refused source ports (blocked list plus the local port), ascending; 0 is implied. */
+  get blockedPorts(): readonly number[] {
+    const ports: number[] = [];
+    for (let port = 1; port < 65536; port++) if (this.#blocked[port] === 1) ports.push(port);
+    return ports;
+  }
+
+  /**
+   * Decides whether a datagram from `hostname`:`port` may be answered.
+   *
+   * @param hostname The source address as the socket reports it (`192.0.2.1`,
+   * `::ffff:192.0.2.1`, `2001:db8::1`, optionally with a `%zone`).
+   * @param port The source port.
+   * @returns `undefined` to answer, or the reason to drop it silently.
+   * @throws {RangeError} When `port` is not an integer 0-65535.
+   * @throws {TypeError} When `hostname` is not an IP literal (sockets never report one).
+   */
+  check(hostname: string, port: number): LoopGuardVerdict {
+    if ((port & 0xffff) !== port) checkPort(port, "source port");
+    if (port === 0) return "port-zero";
+    if (this.#blocked[port] === 1) return "blocked-port";
+    switch (classifyAddress(hostname)) {
+      case "unicast":
+      case "loopback":
+        return undefined;
+      case "broadcast":
+        return "broadcast";
+      case "multicast":
+        return "multicast";
+      case "unspecified":
+        return "unspecified";
+      default:
+        throw new TypeError(
+          `invalid source address ${JSON.stringify(hostname)}: not an IPv4 or IPv6 address`,
+        );
+    }
+  }
+}
