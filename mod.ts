@@ -23,6 +23,8 @@
  */
 export * from "./duration.ts";
 export * from "./errors.ts";
+export * from "./histogram.ts";
+export * from "./sequence.ts";
 export * from "./serve.ts";
 export * from "./stats.ts";
 export * from "./tcp.ts";
