@@ -46,11 +46,15 @@ export function parseDuration(text: string): number {
  */
 export function formatDuration(ms: number): string {
   if (!Number.isFinite(ms)) return String(ms);
-  if (ms < 1) return `${Math.round(ms * 1000)}µs`;
-  if (ms < 100) return `${ms.toFixed(ms < 10 ? 2 : 1)}ms`;
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(2)}s`;
-  const minutes = Math.floor(ms / 60_000);
-  const seconds = Math.round((ms % 60_000) / 1000);
-  return `${minutes}m${String(seconds).padStart(2, "0")}s`;
+  // Each unit is chosen after rounding, so a value that rounds up moves to the next unit
+  // (999.6ms is "1.00s", 119.7s is "2m00s", never "1000ms" or "1m60s").
+  const micros = Math.round(ms * 1000);
+  if (micros < 1000) return `${micros}µs`;
+  if (Number(ms.toFixed(2)) < 10) return `${ms.toFixed(2)}ms`;
+  if (Number(ms.toFixed(1)) < 100) return `${ms.toFixed(1)}ms`;
+  if (Math.round(ms) < 1000) return `${Math.round(ms)}ms`;
+  const seconds = ms / 1000;
+  if (Number(seconds.toFixed(2)) < 60) return `${seconds.toFixed(2)}s`;
+  const total = Math.round(seconds);
+  return `${Math.floor(total / 60)}m${String(total % 60).padStart(2, "0")}s`;
 }

@@ -1,0 +1,197 @@
+/**
+ * Helpers shared by the socket and CLI tests: seeded random bytes, digests, line readers over a
+ * child's output, and a probe for IPv6 loopback.
+ *
+ * @module
+ */
+import type { Random } from "../_random.ts";
+
+/** The repository root, where server.ts and client.ts live. */
+export const ROOT: string = new URL("..", import.meta.url).pathname;
+
+/**
+ * Fills a new array with bytes drawn from a seeded generator, so a failing run can be reproduced.
+ *
+ * @param length How many bytes.
+ * @param random The generator.
+ * @returns The bytes.
+ */
+export function randomBytes(length: number, random: Random): Uint8Array {
+  const bytes = new Uint8Array(length);
+  const words = Math.floor(length / 4);
+  const view = new DataView(bytes.buffer);
+  for (let i = 0; i < words; i++) view.setUint32(i * 4, random.nextUint32(), true);
+  for (let i = words * 4; i < length; i++) bytes[i] = random.nextUint32() & 0xff;
+  return bytes;
+}
+
+/**
+ * A whole number in [min, max], drawn from `random`.
+ *
+ * @param random The generator.
+ * @param min Smallest value.
+ * @param max Largest value.
+ * @returns The number.
+ */
+export function randomInt(random: Random, min: number, max: number): number {
+  return min + Math.floor(random.next() * (max - min + 1));
+}
+
+/**
+ * SHA-256 of some bytes, as hex.
+ *
+ * @param data The bytes.
+ * @returns The digest.
+ */
+export async function sha256(data: Uint8Array): Promise<string> {
+  const digest = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>),
+  );
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Reads lines from a byte stream, one at a time, keeping every line seen for later assertions.
+ */
+export class LineReader {
+  /** Every line read so far. */
+  readonly seen: string[] = [];
+  #lines: AsyncIterator<string>;
+
+  /**
+   * @param stream A child's stdout or stderr.
+   */
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.#lines = lines(stream)[Symbol.asyncIterator]();
+  }
+
+  /**
+   * The next line, or undefined at the end of the stream.
+   *
+   * @returns The line.
+   */
+  async next(): Promise<string | undefined> {
+    const { value, done } = await this.#lines.next();
+    if (done) return undefined;
+    this.seen.push(value);
+    return value;
+  }
+
+  /**
+   * Reads until a line matches, failing if the stream ends first.
+   *
+   * @param pattern What to wait for.
+   * @returns The match.
+   */
+  async waitFor(pattern: RegExp): Promise<RegExpExecArray> {
+    for (;;) {
+      const line = await this.next();
+      if (line === undefined) {
+        throw new Error(
+          `stream ended before a line matching ${pattern}; saw:\n${this.seen.join("\n")}`,
+        );
+      }
+      const match = pattern.exec(line);
+      if (match) return match;
+    }
+  }
+
+  /**
+   * Reads the rest of the stream.
+   *
+   * @returns Every line, including those read before.
+   */
+  async rest(): Promise<string[]> {
+    while ((await this.next()) !== undefined) {
+      // keep reading
+    }
+    return this.seen;
+  }
+}
+
+async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let buffered = "";
+  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+    buffered += text;
+    let newline;
+    while ((newline = buffered.indexOf("\n")) >= 0) {
+      yield buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+    }
+  }
+  if (buffered) yield buffered;
+}
+
+/**
+ * Reads a whole byte stream.
+ *
+ * @param stream The stream.
+ * @returns Its bytes.
+ */
+export async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for await (const chunk of stream) {
+    chunks.push(chunk);
+    length += chunk.length;
+  }
+  const all = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return all;
+}
+
+/** Whether this machine has IPv6 loopback (tests for ::1 are skipped cleanly otherwise). */
+export const HAS_IPV6: boolean = (() => {
+  try {
+    Deno.listen({ hostname: "::1", port: 0 }).close();
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+/**
+ * A promise with its resolver, for turning a hook call into something a test can await.
+ *
+ * @returns The promise and its resolver.
+ */
+export function signalled<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
+  const { promise, resolve } = Promise.withResolvers<T>();
+  return { promise, resolve };
+}
+
+/**
+ * Collects hook calls and lets a test wait until a condition on them holds.
+ */
+export class Recorder<T> {
+  /** Every item recorded. */
+  readonly items: T[] = [];
+  #waiters: { test: (items: T[]) => boolean; resolve: () => void }[] = [];
+
+  /**
+   * Records one item.
+   *
+   * @param item The item.
+   */
+  push = (item: T): void => {
+    this.items.push(item);
+    this.#waiters = this.#waiters.filter((w) => (w.test(this.items) ? (w.resolve(), false) : true));
+  };
+
+  /**
+   * Resolves once `test` holds on the recorded items.
+   *
+   * @param test The condition.
+   * @returns When it holds.
+   */
+  until(test: (items: T[]) => boolean): Promise<void> {
+    if (test(this.items)) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#waiters.push({ test, resolve });
+    return promise;
+  }
+}
