@@ -187,8 +187,9 @@ function ms(value: number): string {
   return `${+value.toFixed(3)}ms`;
 }
 
+/** Timer length for an absolute time; the slack keeps float noise from adding a whole ms. */
 function timeoutFor(at: number, now: number): number {
-  return Math.max(0, Math.ceil(at - now));
+  return Math.max(0, Math.ceil(at - now - 1e-6));
 }
 
 type Timer = ReturnType<typeof setTimeout>;
@@ -208,6 +209,8 @@ interface Queued<A> {
 interface Held<A> extends Queued<A> {
   /** Replies to the same source that arrived after this one and have gone out since. */
   overtakes: number;
+  /** When it goes out at the latest: its own send time plus the hold limit. */
+  deadline: number;
   timer: Timer | undefined;
 }
 
@@ -395,12 +398,13 @@ export class UdpImpairment<A> {
         seq: source.nextSeq++,
         at: own,
         overtakes: 0,
+        deadline: own + REORDER_HOLD_MS,
         timer: undefined,
       };
       const s = source;
       held.timer = setTimeout(
         () => this.#heldTimeout(s, held),
-        timeoutFor(own + REORDER_HOLD_MS, now),
+        timeoutFor(held.deadline, now),
       );
       source.held.push(held);
       this.#held++;
@@ -566,7 +570,12 @@ export class UdpImpairment<A> {
     this.#forgetIfIdle(source);
   }
 
-  /** The hold timer of a reordered reply fired: release it if its own send time has come. */
+  /**
+   * A held reply's timer fired: at its own send time (it was already overtaken enough), or at its
+   * deadline. Timers due within the same millisecond may fire in any order, so a deadline timer
+   * releases every reply of the source whose deadline is no later than its own, oldest first, as
+   * exact timers would have.
+   */
   #heldTimeout(source: Source<A>, held: Held<A>): void {
     held.timer = undefined;
     const now = performance.now();
@@ -574,20 +583,26 @@ export class UdpImpairment<A> {
       held.timer = setTimeout(() => this.#heldTimeout(source, held), timeoutFor(held.at, now));
       return;
     }
-    this.#release(source, held);
-    this.#wentOut(source, held.seq);
+    const due = held.overtakes >= REORDER_OVERTAKES
+      ? [held]
+      : source.held.filter((h) => h.deadline <= held.deadline && h.at <= now);
+    for (const h of due) {
+      if (this.#closed) return;
+      if (this.#release(source, h)) this.#wentOut(source, h.seq);
+    }
     this.#forgetIfIdle(source);
   }
 
-  /** Takes a held reply out of its source and sends it. */
-  #release(source: Source<A>, held: Held<A>): void {
+  /** Takes a held reply out of its source and sends it; false if it was already gone. */
+  #release(source: Source<A>, held: Held<A>): boolean {
     if (held.timer !== undefined) clearTimeout(held.timer);
     held.timer = undefined;
     const index = source.held.indexOf(held);
-    if (index < 0) return;
+    if (index < 0) return false;
     source.held.splice(index, 1);
     this.#held--;
     this.#deliver(source, held);
+    return true;
   }
 
   /**
@@ -609,8 +624,7 @@ export class UdpImpairment<A> {
       for (const held of due) {
         if (this.#closed) return;
         if (held.at <= now) {
-          this.#release(source, held);
-          pending.push(held.seq);
+          if (this.#release(source, held)) pending.push(held.seq);
         } else {
           if (held.timer !== undefined) clearTimeout(held.timer);
           held.timer = setTimeout(
