@@ -163,6 +163,17 @@ Deno.test("fileDescriptorLimit: the soft limit this process runs under", async (
     assert.equal(limit, undefined);
     return;
   }
+  // Deno 2 lets only --allow-all read /proc/self; under narrower flags, undefined is right.
+  let readable = true;
+  try {
+    Deno.readTextFileSync("/proc/self/limits");
+  } catch {
+    readable = false;
+  }
+  if (!readable) {
+    assert.equal(limit, undefined);
+    return;
+  }
   // The shell that a child runs in inherits our limits: compare with its `ulimit -n`.
   const out = await new Deno.Command("sh", { args: ["-c", "ulimit -n"] }).output();
   const expected = new TextDecoder().decode(out.stdout).trim();
