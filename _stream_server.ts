@@ -87,7 +87,12 @@ class StreamServer implements EchoServer {
         conn = await this.#listener.accept();
       } catch (error) {
         if (!this.#accepting || error instanceof Deno.errors.BadResource) break;
-        if (isTransientAcceptError(error)) continue;
+        if (isTransientAcceptError(error)) {
+          // A client that reset while still queued (Deno's accept then fails with ENOTCONN): it
+          // concerns that client only, but it is a connection that ended in an error, so count it.
+          this.stats.errors++;
+          continue;
+        }
         reportError(this.#options, "accept failed", error, this.#where());
         await new Promise((resolve) => setTimeout(resolve, ACCEPT_BACKOFF_MS));
         continue;

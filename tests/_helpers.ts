@@ -195,3 +195,19 @@ export class Recorder<T> {
     return promise;
   }
 }
+
+/**
+ * Deno.test with the op and resource sanitizers on (Deno 2.9 turns them off by default), so a test
+ * fails when a socket, a child process or a timer outlives it.
+ *
+ * @param name The test name.
+ * @param fn The test.
+ * @param options Extra Deno.test options, e.g. `ignore`.
+ */
+export function test(
+  name: string,
+  fn: (t: Deno.TestContext) => void | Promise<void>,
+  options: Omit<Deno.TestDefinition, "name" | "fn"> = {},
+): void {
+  Deno.test({ name, sanitizeOps: true, sanitizeResources: true, ...options, fn });
+}
