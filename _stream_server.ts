@@ -1,10 +1,14 @@
 /**
- * The accept loop and the one session loop shared by every stream transport (TCP, and later TLS and
- * Unix sockets): read into a buffer, write it all back, repeat until the peer closes.
+ * The accept loop and the one session loop shared by every stream transport (TCP, TLS and Unix
+ * sockets): read into a buffer, write it all back, repeat until the peer closes. The accept policy
+ * (allow-list, connection cap) and the session limits (idle, bytes, time) come from _policy.ts;
+ * TCP shaping (delay, bandwidth) switches a session to a delay line that keeps reading ahead.
  *
  * @module
  */
 import { callHook, reportError } from "./_hooks.ts";
+import { type StreamPolicy, streamPolicy } from "./_policy.ts";
+import { TcpShaper } from "./impair.ts";
 import type { CloseReason, EchoServer, EchoServerOptions, ListenInfo } from "./serve.ts";
 import { DEFAULT_GRACE_PERIOD } from "./serve.ts";
 import type { EchoStats } from "./stats.ts";
@@ -16,6 +20,8 @@ const INITIAL_BUFFER = 16 * 1024;
 const MAX_BUFFER = 64 * 1024;
 /** Pause after an accept failure such as EMFILE, so a full descriptor table is not spun on. */
 const ACCEPT_BACKOFF_MS = 100;
+/** A shaped session reads ahead at most this many bytes beyond what it has written. */
+const SHAPER_QUEUE_BYTES = 1024 * 1024;
 
 /** Errors that mean the peer went away; they end one session and concern nobody else. */
 function isPeerGone(error: unknown): boolean {
@@ -33,18 +39,33 @@ function isTransientAcceptError(error: unknown): boolean {
     error instanceof Deno.errors.ConnectionReset;
 }
 
+/** What the server knows of one open session. */
+interface Session {
+  conn: Deno.Conn;
+  /** Reads so far; the sweeper compares it between sweeps to see activity. */
+  reads: number;
+  /** Reads seen at the last sweep, and when they last changed. */
+  seenReads: number;
+  lastActive: number;
+  started: number;
+  /** Set when the server closes the session (idle, limit, shutdown). */
+  closedBy?: CloseReason;
+}
+
 /**
  * Serves echo on an already-bound stream listener.
  *
  * @param listener A TCP, TLS or Unix listener.
  * @param options Hooks, limits and counters.
+ * @param info Extra facts for the listener's ListenInfo (e.g. `secure` for TLS).
  * @returns The server handle.
  */
 export function serveStreamListener(
   listener: Deno.Listener,
   options: EchoServerOptions,
+  info: Partial<ListenInfo> = {},
 ): EchoServer {
-  return new StreamServer(listener, options);
+  return new StreamServer(listener, options, info);
 }
 
 class StreamServer implements EchoServer {
@@ -54,26 +75,40 @@ class StreamServer implements EchoServer {
   readonly finished: Promise<void>;
   #listener: Deno.Listener;
   #options: EchoServerOptions;
-  #sessions = new Set<Deno.Conn>();
+  #policy: StreamPolicy;
+  #sessions = new Set<Session>();
   #accepting = true;
   #acceptLoopDone = false;
-  #closingSessions = false;
   #shuttingDown = false;
   #graceTimer?: ReturnType<typeof setTimeout>;
+  #sweeper?: ReturnType<typeof setInterval>;
   #resolve: () => void;
   #nextId = 1;
   #refed = true;
 
-  constructor(listener: Deno.Listener, options: EchoServerOptions) {
+  constructor(listener: Deno.Listener, options: EchoServerOptions, info: Partial<ListenInfo>) {
+    this.#policy = streamPolicy(options);
     this.#listener = listener;
     this.#options = options;
     this.stats = options.stats ?? createStats();
     this.addr = listener.addr as Deno.NetAddr;
-    this.listeners = [{ transport: "tcp", hostname: this.addr.hostname, port: this.addr.port }];
+    const shaper = this.#policy.shaper;
+    this.listeners = [{
+      transport: "tcp",
+      hostname: this.addr.hostname,
+      port: this.addr.port,
+      ...info,
+      ...(shaper ? { impairment: new TcpShaper(shaper).describe() } : {}),
+    }];
     const { promise, resolve } = Promise.withResolvers<void>();
     this.finished = promise;
     this.#resolve = resolve;
     callHook(options, options.onListen, this.listeners[0]);
+    const { idleTimeout, maxSessionTime } = this.#policy;
+    const sweepEvery = Math.min(idleTimeout || Infinity, maxSessionTime ?? Infinity) / 4;
+    if (sweepEvery < Infinity) {
+      this.#sweeper = setInterval(() => this.#sweep(), Math.max(10, Math.min(1000, sweepEvery)));
+    }
     void this.#acceptLoop();
     const signal = options.signal;
     if (signal?.aborted) void this.shutdown();
@@ -81,6 +116,7 @@ class StreamServer implements EchoServer {
   }
 
   async #acceptLoop(): Promise<void> {
+    const { acl, maxConnections } = this.#policy;
     while (this.#accepting) {
       let conn: Deno.Conn;
       try {
@@ -97,6 +133,28 @@ class StreamServer implements EchoServer {
         await new Promise((resolve) => setTimeout(resolve, ACCEPT_BACKOFF_MS));
         continue;
       }
+      const remote = conn.remoteAddr as Deno.NetAddr;
+      const refused = acl && remote.hostname !== undefined && !acl.matches(remote.hostname)
+        ? "acl"
+        : this.#sessions.size >= maxConnections
+        ? "limit"
+        : undefined;
+      if (refused) {
+        this.stats.dropped[refused]++;
+        try {
+          conn.close();
+        } catch {
+          // already gone
+        }
+        if (this.#options.onReject) {
+          callHook(this.#options, this.#options.onReject, {
+            transport: "tcp",
+            remoteAddr: remote,
+            reason: refused,
+          });
+        }
+        continue;
+      }
       if (this.#options.once) this.#stopAccepting();
       void this.#session(conn, this.#nextId++);
     }
@@ -108,8 +166,9 @@ class StreamServer implements EchoServer {
     const options = this.#options;
     const stats = this.stats;
     const remoteAddr = conn.remoteAddr as Deno.NetAddr;
-    const started = performance.now();
-    this.#sessions.add(conn);
+    const now = performance.now();
+    const session: Session = { conn, reads: 0, seenReads: 0, lastActive: now, started: now };
+    this.#sessions.add(session);
     stats.sessionsOpen++;
     stats.sessionsTotal++;
     if (!this.#refed) conn.unref();
@@ -124,25 +183,35 @@ class StreamServer implements EchoServer {
           localAddr: conn.localAddr as Deno.NetAddr,
         });
       }
-      let buffer = new Uint8Array(INITIAL_BUFFER);
-      for (;;) {
-        const n = await conn.read(buffer);
-        if (n === null) break;
-        stats.bytesIn += n;
-        if (options.onData) {
-          callHook(options, options.onData, { id, remoteAddr, data: buffer.subarray(0, n) });
-        }
-        let written = 0;
-        while (written < n) written += await conn.write(buffer.subarray(written, n));
-        stats.bytesOut += n;
-        bytes += n;
-        if (n === buffer.length && buffer.length < MAX_BUFFER) {
-          buffer = new Uint8Array(buffer.length * 4);
+      if (this.#policy.shaper) {
+        bytes = await this.#shapedEcho(session, id);
+      } else {
+        const maxBytes = this.#policy.maxSessionBytes ?? Infinity;
+        let buffer = new Uint8Array(INITIAL_BUFFER);
+        for (;;) {
+          const n = await conn.read(buffer);
+          if (n === null) break;
+          session.reads++;
+          stats.bytesIn += n;
+          if (options.onData) {
+            callHook(options, options.onData, { id, remoteAddr, data: buffer.subarray(0, n) });
+          }
+          let written = 0;
+          while (written < n) written += await conn.write(buffer.subarray(written, n));
+          stats.bytesOut += n;
+          bytes += n;
+          if (bytes >= maxBytes) {
+            reason = session.closedBy = "limit";
+            break;
+          }
+          if (n === buffer.length && buffer.length < MAX_BUFFER) {
+            buffer = new Uint8Array(buffer.length * 4);
+          }
         }
       }
     } catch (error) {
-      if (this.#closingSessions) {
-        reason = "shutdown";
+      if (session.closedBy) {
+        reason = session.closedBy;
       } else if (isPeerGone(error)) {
         reason = "reset";
         stats.errors++;
@@ -152,18 +221,134 @@ class StreamServer implements EchoServer {
         reportError(options, "session failed", error, { ...remoteAddr, transport: "tcp" });
       }
     } finally {
-      this.#sessions.delete(conn);
+      this.#sessions.delete(session);
       stats.sessionsOpen--;
+      if (reason === "idle") stats.dropped.idle++;
       try {
         conn.close();
       } catch {
-        // already closed by shutdown
+        // already closed by the server
       }
       if (options.onClose) {
-        const duration = performance.now() - started;
+        const duration = performance.now() - session.started;
         callHook(options, options.onClose, { id, remoteAddr, bytes, duration, reason });
       }
       this.#maybeFinish();
+    }
+  }
+
+  /**
+   * The delay line of a shaped session: one task reads ahead (at most SHAPER_QUEUE_BYTES), the
+   * other writes each chunk at the time the shaper gives it, so delay adds latency without
+   * cutting throughput, and bandwidth paces the echo.
+   */
+  async #shapedEcho(session: Session, id: number): Promise<number> {
+    const { conn } = session;
+    const options = this.#options;
+    const stats = this.stats;
+    const shaper = new TcpShaper(this.#policy.shaper!);
+    const maxBytes = this.#policy.maxSessionBytes ?? Infinity;
+    const queue: { data: Uint8Array; at: number }[] = [];
+    let queued = 0;
+    let ended = false;
+    let bytes = 0;
+    let wakeWriter: (() => void) | undefined;
+    let wakeReader: (() => void) | undefined;
+    const reader = async () => {
+      try {
+        for (;;) {
+          while (queued >= SHAPER_QUEUE_BYTES && !ended) {
+            await new Promise<void>((r) => (wakeReader = r));
+          }
+          if (ended) break;
+          const buffer = new Uint8Array(MAX_BUFFER);
+          const n = await conn.read(buffer);
+          if (n === null) break;
+          session.reads++;
+          stats.bytesIn += n;
+          const data = buffer.subarray(0, n);
+          if (options.onData) {
+            callHook(options, options.onData, {
+              id,
+              remoteAddr: conn.remoteAddr as Deno.NetAddr,
+              data,
+            });
+          }
+          queue.push({ data, at: shaper.sendTime(performance.now(), n) });
+          queued += n;
+          wakeWriter?.();
+        }
+      } finally {
+        ended = true;
+        wakeWriter?.();
+      }
+    };
+    const writer = async () => {
+      for (;;) {
+        const next = queue.shift();
+        if (!next) {
+          if (ended) return;
+          await new Promise<void>((r) => (wakeWriter = r));
+          continue;
+        }
+        const wait = next.at - performance.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        let written = 0;
+        while (written < next.data.length) {
+          written += await conn.write(next.data.subarray(written));
+        }
+        queued -= next.data.length;
+        wakeReader?.();
+        stats.bytesOut += next.data.length;
+        bytes += next.data.length;
+        if (bytes >= maxBytes) {
+          session.closedBy = "limit";
+          conn.close();
+          return;
+        }
+      }
+    };
+    const reading = reader();
+    try {
+      await writer();
+    } catch (error) {
+      // The writer failed: close the connection and release the reader wherever it waits.
+      ended = true;
+      try {
+        conn.close();
+      } catch {
+        // already closed
+      }
+      wakeReader?.();
+      await reading.catch(() => {});
+      throw error;
+    }
+    await reading;
+    return bytes;
+  }
+
+  /** Closes sessions idle or open too long. Runs only when such a limit is set. */
+  #sweep(): void {
+    const now = performance.now();
+    const { idleTimeout, maxSessionTime } = this.#policy;
+    for (const session of this.#sessions) {
+      if (session.reads !== session.seenReads) {
+        session.seenReads = session.reads;
+        session.lastActive = now;
+      }
+      const reason: CloseReason | undefined = idleTimeout && now - session.lastActive >= idleTimeout
+        ? "idle"
+        : maxSessionTime && now - session.started >= maxSessionTime
+        ? "limit"
+        : undefined;
+      if (reason && !session.closedBy) {
+        session.closedBy = reason;
+        try {
+          session.conn.close();
+        } catch {
+          // already closed
+        }
+      }
     }
   }
 
@@ -184,6 +369,7 @@ class StreamServer implements EchoServer {
   #maybeFinish(): void {
     if (this.#accepting || !this.#acceptLoopDone || this.#sessions.size > 0) return;
     clearTimeout(this.#graceTimer);
+    clearInterval(this.#sweeper);
     this.#resolve();
   }
 
@@ -193,10 +379,10 @@ class StreamServer implements EchoServer {
       this.#stopAccepting();
       if (this.#sessions.size > 0) {
         this.#graceTimer = setTimeout(() => {
-          this.#closingSessions = true;
-          for (const conn of this.#sessions) {
+          for (const session of this.#sessions) {
+            session.closedBy ??= "shutdown";
             try {
-              conn.close();
+              session.conn.close();
             } catch {
               // already closed
             }
@@ -210,14 +396,16 @@ class StreamServer implements EchoServer {
 
   ref(): void {
     this.#refed = true;
+    if (this.#sweeper !== undefined) Deno.refTimer(this.#sweeper as unknown as number);
     this.#listener.ref();
-    for (const conn of this.#sessions) conn.ref();
+    for (const session of this.#sessions) session.conn.ref();
   }
 
   unref(): void {
     this.#refed = false;
+    if (this.#sweeper !== undefined) Deno.unrefTimer(this.#sweeper as unknown as number);
     this.#listener.unref();
-    for (const conn of this.#sessions) conn.unref();
+    for (const session of this.#sessions) session.conn.unref();
   }
 
   [Symbol.asyncDispose](): Promise<void> {

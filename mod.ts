@@ -21,9 +21,13 @@
  *
  * @module
  */
+export * from "./cidr.ts";
 export * from "./duration.ts";
 export * from "./errors.ts";
 export * from "./histogram.ts";
+export * from "./impair.ts";
+export * from "./limits.ts";
+export * from "./loop_guard.ts";
 export * from "./sequence.ts";
 export * from "./serve.ts";
 export * from "./stats.ts";

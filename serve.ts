@@ -10,6 +10,8 @@ import { callHook } from "./_hooks.ts";
 import type { EchoStats } from "./stats.ts";
 import { createStats } from "./stats.ts";
 import type { UdpBackendKind } from "./_udp_backend.ts";
+import type { ImpairOptions } from "./impair.ts";
+import type { LoopGuardOptions } from "./loop_guard.ts";
 import { serveTcpEcho } from "./tcp.ts";
 import { serveUdpEcho } from "./udp.ts";
 
@@ -32,6 +34,10 @@ export interface ListenInfo {
   port: number;
   /** For UDP: `deno` (Deno.listenDatagram) or `node` (node:dgram fallback). */
   backend?: UdpBackendKind;
+  /** For TCP: whether the listener speaks TLS. */
+  secure?: boolean;
+  /** The active impairments, described (`loss 20%, delay 50ms, seed 42`), when any. */
+  impairment?: string;
 }
 
 /** A TCP session that was just accepted. */
@@ -55,7 +61,22 @@ export interface DataInfo {
 }
 
 /** Why a TCP session ended. */
-export type CloseReason = "eof" | "reset" | "shutdown" | "error";
+export type CloseReason = "eof" | "reset" | "shutdown" | "error" | "idle" | "limit";
+
+/** Why a connection or datagram was refused. */
+export type RejectReason = "limit" | "acl" | "guard" | "rate";
+
+/** A TCP connection closed at once, or a datagram left unanswered, by a policy. */
+export interface RejectInfo {
+  /** Which transport it came on. */
+  transport: "tcp" | "udp";
+  /** Where it came from. */
+  remoteAddr: Deno.NetAddr;
+  /** Which policy refused it. */
+  reason: RejectReason;
+  /** For the loop guard: the detail (`blocked-port`, `port-zero`, `broadcast`, ...). */
+  detail?: string;
+}
 
 /** A TCP session that ended. */
 export interface CloseInfo {
@@ -95,6 +116,8 @@ export interface EchoHooks {
   onClose?: (info: CloseInfo) => void;
   /** Called for each datagram received. */
   onDatagram?: (info: DatagramInfo) => void;
+  /** Called when a policy refuses a connection or datagram (counted in `stats.dropped` too). */
+  onReject?: (info: RejectInfo) => void;
   /** Called for unexpected errors (accept failures, failed sends, throwing hooks). */
   onError?: (error: EchoError) => void;
 }
@@ -113,6 +136,45 @@ export interface EchoServerOptions extends EchoHooks {
   once?: boolean;
   /** Counters to add to; a new set by default. Share one object to count several servers together. */
   stats?: EchoStats;
+  /**
+   * Only sources in these CIDR ranges are served (IPv4 and IPv6; IPv4 clients of a dual-stack `::`
+   * bind match IPv4 rules); others are closed at once (TCP) or ignored (UDP). Default: everyone.
+   */
+  allow?: readonly string[];
+  /**
+   * Most TCP sessions open at once; beyond it new ones are closed at once and counted. Default
+   * 4096, lowered to fit the file-descriptor limit when it can be read.
+   */
+  maxConnections?: number;
+  /** A TCP session with no traffic for this long (ms) is closed. Default 5 minutes; 0 = off. */
+  idleTimeout?: number;
+  /** A TCP session is closed once it has echoed this many bytes. Default: no cap. */
+  maxSessionBytes?: number;
+  /** A TCP session is closed after this long (ms). Default: no cap. */
+  maxSessionTime?: number;
+  /**
+   * UDP datagrams answered per second per source address (token bucket; excess dropped and
+   * counted). Default 1000 on non-loopback binds, off on loopback; 0 = off.
+   */
+  udpRate?: number;
+  /**
+   * The UDP loop and reflection guard: never answer source port 0, well-known self-answering
+   * service ports (echo 7, chargen 19, ...), our own port, broadcast or multicast sources. On by
+   * default; `false` turns it off; an object replaces the blocked-port set.
+   */
+  loopGuard?: boolean | LoopGuardOptions;
+  /**
+   * Impairment: make UDP's unreliability visible (loss, duplication, reordering, delay and jitter
+   * of replies, from a seeded generator), and on TCP delay and throttle the echo (`delay`,
+   * `bandwidth` in bytes/s; loss does not exist there, the kernel retransmits). Off by default.
+   */
+  impair?: EchoImpairOptions;
+}
+
+/** Impairment options: the UDP ones, plus `bandwidth` (bytes/s) which applies to TCP. */
+export interface EchoImpairOptions extends ImpairOptions {
+  /** TCP: echo at most this many bytes per second. */
+  bandwidth?: number;
 }
 
 /** Options of {@linkcode serveUdpEcho}. */

@@ -36,6 +36,22 @@ export interface EchoStats {
   errors: number;
   /** Refusals by reason. */
   dropped: DropCounters;
+  /** What the UDP impairment stage did, when one runs. */
+  impairment?: ImpairmentCounters;
+}
+
+/** Counters of the UDP impairment stage. */
+export interface ImpairmentCounters {
+  /** Replies dropped on purpose (`loss`). */
+  dropped: number;
+  /** Replies sent twice (`duplicate`). */
+  duplicated: number;
+  /** Replies held back so later ones overtake them (`reorder`). */
+  reordered: number;
+  /** Replies sent later than they arrived (`delay`, `jitter`). */
+  delayed: number;
+  /** Replies dropped because too many were held at once. */
+  overflow: number;
 }
 
 /**

@@ -16,6 +16,7 @@ import {
 import type { EchoServer, EchoServerOptions } from "./serve.ts";
 import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./serve.ts";
 import { serveStreamListener } from "./_stream_server.ts";
+import { validatePolicy } from "./_policy.ts";
 import { firstDifference, listenError, toBytes } from "./_util.ts";
 
 /**
@@ -39,6 +40,7 @@ import { firstDifference, listenError, toBytes } from "./_util.ts";
 export function serveTcpEcho(options: EchoServerOptions = {}): EchoServer {
   const hostname = options.hostname ?? DEFAULT_HOSTNAME;
   const port = options.port ?? DEFAULT_PORT;
+  validatePolicy(options);
   let listener: Deno.Listener;
   try {
     listener = Deno.listen({ hostname, port, transport: "tcp" });

@@ -16,6 +16,8 @@ import {
   formatAddress,
 } from "./errors.ts";
 import { callHook, reportError } from "./_hooks.ts";
+import { DatagramPolicy, validatePolicy } from "./_policy.ts";
+import { isImpairing, UdpImpairment } from "./impair.ts";
 import type { EchoServer, ListenInfo, UdpEchoOptions } from "./serve.ts";
 import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./serve.ts";
 import type { EchoStats } from "./stats.ts";
@@ -48,6 +50,7 @@ export const MAX_UDP_PAYLOAD = 65_507;
 export async function serveUdpEcho(options: UdpEchoOptions = {}): Promise<EchoServer> {
   const hostname = options.hostname ?? DEFAULT_HOSTNAME;
   const port = options.port ?? DEFAULT_PORT;
+  validatePolicy(options);
   let backend: UdpBackend;
   try {
     backend = await bindUdp({ hostname, port, backend: options.backend });
@@ -65,6 +68,9 @@ class UdpServer implements EchoServer {
   readonly finished: Promise<void>;
   #backend: UdpBackend;
   #options: UdpEchoOptions;
+  #policy: DatagramPolicy;
+  #impairment?: UdpImpairment<Deno.NetAddr>;
+  #sending: Promise<void>[] = [];
   #closed = false;
 
   constructor(backend: UdpBackend, options: UdpEchoOptions) {
@@ -72,11 +78,20 @@ class UdpServer implements EchoServer {
     this.#options = options;
     this.stats = options.stats ?? createStats();
     this.addr = backend.addr;
+    this.#policy = new DatagramPolicy(options, backend.addr);
+    if (options.impair && isImpairing(options.impair)) {
+      this.#impairment = new UdpImpairment<Deno.NetAddr>(
+        (data, to) => void this.#sending.push(this.#send(data, to)),
+        options.impair,
+      );
+      this.stats.impairment = this.#impairment;
+    }
     this.listeners = [{
       transport: "udp",
       hostname: backend.addr.hostname,
       port: backend.addr.port,
       backend: backend.kind,
+      ...(this.#impairment ? { impairment: this.#impairment.describe() } : {}),
     }];
     callHook(options, options.onListen, this.listeners[0]);
     this.finished = this.#loop();
@@ -89,6 +104,8 @@ class UdpServer implements EchoServer {
     const backend = this.#backend;
     const options = this.#options;
     const stats = this.stats;
+    const policy = this.#policy.active ? this.#policy : undefined;
+    const impairment = this.#impairment;
     const buffer = new Uint8Array(RECEIVE_BUFFER_SIZE);
     while (!this.#closed) {
       let datagram;
@@ -104,19 +121,44 @@ class UdpServer implements EchoServer {
       const { data, addr } = datagram;
       stats.datagramsIn++;
       stats.bytesIn += data.length;
+      const refused = policy?.check(addr.hostname, addr.port);
+      if (refused) {
+        stats.dropped[refused]++;
+        if (options.onReject) {
+          callHook(options, options.onReject, {
+            transport: "udp",
+            remoteAddr: addr,
+            reason: refused,
+            detail: refused === "guard" ? policy!.detail : undefined,
+          });
+        }
+        continue;
+      }
       if (options.onDatagram) callHook(options, options.onDatagram, { remoteAddr: addr, data });
-      try {
-        await backend.send(data, addr);
-        stats.datagramsOut++;
-        stats.bytesOut += data.length;
-      } catch (error) {
-        if (this.#closed) break;
-        stats.errors++;
-        reportError(options, "send failed", error, { ...addr, transport: "udp" });
+      if (impairment) {
+        // The stage copies what it holds back; what it sends now goes out before the buffer is
+        // reused, because the sends it starts are awaited here.
+        impairment.submit(data, addr, `${addr.hostname}:${addr.port}`);
+        await Promise.all(this.#sending.splice(0));
+      } else {
+        await this.#send(data, addr);
       }
       if (options.once) this.#close();
     }
     this.#close();
+  }
+
+  /** Sends one reply, counting it; a failed send concerns that peer only. */
+  async #send(data: Uint8Array, to: Deno.NetAddr): Promise<void> {
+    try {
+      await this.#backend.send(data, to);
+      this.stats.datagramsOut++;
+      this.stats.bytesOut += data.length;
+    } catch (error) {
+      if (this.#closed) return;
+      this.stats.errors++;
+      reportError(this.#options, "send failed", error, { ...to, transport: "udp" });
+    }
   }
 
   #where(): EchoAddress {
@@ -126,6 +168,7 @@ class UdpServer implements EchoServer {
   #close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#impairment?.close();
     this.#backend.close();
   }
 
