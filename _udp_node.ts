@@ -66,6 +66,24 @@ class NodeUdp implements UdpBackend {
   }
 }
 
+/** node:dgram bind failures by errno code, as the Deno errors the Deno backend throws. */
+const DENO_ERRORS: Record<string, new (message: string, options?: ErrorOptions) => Error> = {
+  EADDRINUSE: Deno.errors.AddrInUse,
+  EADDRNOTAVAIL: Deno.errors.AddrNotAvailable,
+};
+
+/**
+ * Turns a node:dgram bind error into the Deno error class the Deno backend would throw, so callers
+ * (messages, serveEcho's port retry) treat both backends alike.
+ *
+ * @param error What node:dgram reported.
+ * @returns The equivalent Deno error, or the error itself.
+ */
+function asDenoError(error: Error & { code?: string }): Error {
+  const DenoError = error.code === undefined ? undefined : DENO_ERRORS[error.code];
+  return DenoError ? new DenoError(error.message, { cause: error }) : error;
+}
+
 /**
  * Binds a UDP socket with node:dgram; `::` binds dual-stack, like Deno's backend.
  *
@@ -79,7 +97,7 @@ export function bindNodeUdp(hostname: string, port: number): Promise<UdpBackend>
   return new Promise((resolve, reject) => {
     const onError = (error: Error) => {
       socket.close();
-      reject(error);
+      reject(asDenoError(error));
     };
     socket.once("error", onError);
     socket.bind(port, hostname.replace(/^\[(.*)\]$/, "$1"), () => {
