@@ -20,6 +20,7 @@ import {
   findBun,
   type LoadResult,
   machineCpu,
+  peakRssKiB,
   REPO_DIR,
   runCommand,
   runGenerator,
@@ -700,6 +701,9 @@ export async function main(argv: string[]): Promise<number> {
   Deno.addSignalListener("SIGTERM", onSignal);
 
   progress("bench: preparing peers…");
+  if ((await peakRssKiB(Deno.pid)) === null) {
+    progress("bench: cannot read /proc/PID (run with -A): RSS and CPU figures will be missing");
+  }
   const native = await buildNative();
   if (native.reason) progress(`bench: native: ${native.reason}`);
   const node = await which("node");

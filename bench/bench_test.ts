@@ -1,0 +1,210 @@
+// Tests for the benchmark suite's own machinery: argument parsing, the native programs (built
+// when cc exists), starting servers on their ready lines, and the load generator's checks
+// (mismatches and UDP loss are counted, not hidden). Loopback only, port 0, short bounded runs;
+// nothing asserts on speed.
+import assert from "node:assert/strict";
+import { buildNative, findBun, runGenerator, startServer, which } from "./_peers.ts";
+import { median, parseBenchArgs } from "./main.ts";
+
+const NODE = await which("node");
+const HAS_CC = (await which("cc")) !== null;
+const NODE_ECHO = new URL("./peers/node_echo.mjs", import.meta.url).pathname;
+
+let nativeBuild: Promise<Awaited<ReturnType<typeof buildNative>>> | null = null;
+function native() {
+  nativeBuild ??= buildNative();
+  return nativeBuild;
+}
+
+function loadgenArgs(bin: string, port: number, extra: string[]): string[] {
+  return [bin, "--host", "127.0.0.1", "--port", String(port), "--duration", "0.3", ...extra];
+}
+
+Deno.test("parseBenchArgs: --quick defaults, filters and validation", () => {
+  const quick = parseBenchArgs(["--quick"]);
+  assert.equal(quick.duration, 1);
+  assert.equal(quick.runs, 1);
+  assert.equal(quick.pin, "split");
+  assert.equal(quick.cells.length, 7);
+  assert.deepEqual(quick.servers, ["deno", "node", "bun", "c"]);
+
+  const some = parseBenchArgs([
+    "--only",
+    "udp-64x1,tcp-64x1",
+    "--servers",
+    "c,node",
+    "--runs",
+    "5",
+  ]);
+  assert.deepEqual(some.cells.map((c) => c.id), ["tcp-64x1", "udp-64x1"]); // matrix order kept
+  assert.deepEqual(some.servers, ["node", "c"]);
+  assert.equal(some.runs, 5);
+  assert.equal(some.duration, 5);
+  assert.equal(parseBenchArgs(["--duration", "250ms"]).duration, 0.25);
+  assert.equal(parseBenchArgs(["--no-pin"]).pin, "none");
+
+  assert.throws(() => parseBenchArgs(["--only", "tcp-nope"]), RangeError);
+  assert.throws(() => parseBenchArgs(["--servers", "java"]), RangeError);
+  assert.throws(() => parseBenchArgs(["--runs", "0"]), RangeError);
+  assert.throws(() => parseBenchArgs(["--pin", "same", "--busy-poll"]), RangeError);
+  assert.throws(() => parseBenchArgs(["--duration=-1"]), RangeError);
+});
+
+Deno.test("median: odd, even, empty, ignores non-finite", () => {
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+  assert.equal(median([]), null);
+  assert.equal(median([NaN, 7]), 7);
+});
+
+Deno.test("startServer rejects when the program exits before its ready lines", async () => {
+  await assert.rejects(
+    startServer(["sh", "-c", "echo starting; echo broken >&2; exit 3"]),
+    /exited \(code 3\).*broken/,
+  );
+});
+
+Deno.test("startServer gives up on a silent program and stops it", async () => {
+  await assert.rejects(
+    startServer(["sh", "-c", "exec sleep 30"], { timeoutMs: 300 }),
+    /no listening lines within 300 ms/,
+  );
+});
+
+Deno.test("findBun never throws without installing and refuses a prefix in the repo", async () => {
+  const bun = await findBun({ noInstall: true });
+  assert.ok(bun.path !== null || typeof bun.reason === "string");
+  const repo = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+  await assert.rejects(findBun({ prefix: `${repo}/.bun`, noInstall: true }), RangeError);
+});
+
+Deno.test({
+  name: "C echo server + loadgen: tcp rr, tcp stream and udp rr echo every byte",
+  ignore: !HAS_CC,
+  fn: async () => {
+    const built = await native();
+    assert.ok(built.echoServer && built.loadgen, built.reason);
+    const server = await startServer([built.echoServer!, "--host", "127.0.0.1", "--port", "0"]);
+    try {
+      assert.equal(server.tcpPort, server.udpPort, "TCP and UDP share the port");
+      const shapes = [
+        [
+          "--proto",
+          "tcp",
+          "--mode",
+          "rr",
+          "--connections",
+          "3",
+          "--size",
+          "100",
+          "--pipeline",
+          "4",
+        ],
+        ["--proto", "tcp", "--mode", "stream", "--connections", "2", "--size", "65536"],
+        ["--proto", "udp", "--mode", "rr", "--connections", "2", "--size", "1024"],
+      ];
+      for (const shape of shapes) {
+        const res = await runGenerator(loadgenArgs(built.loadgen!, server.tcpPort!, shape));
+        assert.ok(res.requests > 0, `no requests for ${shape.join(" ")}`);
+        assert.equal(res.errors, 0);
+        assert.equal(res.mismatches, 0);
+        assert.equal(res.lost, 0);
+        assert.equal(res.connections_served, Number(shape[shape.indexOf("--connections") + 1]));
+        assert.ok(res.p50_us > 0 && res.p50_us <= res.p99_us && res.p99_us <= res.max_us);
+      }
+      // Deno lets only --allow-all read /proc/PID of a child (bench/main.ts runs with -A).
+      const rss = await server.peakRssKiB();
+      if (rss !== null) assert.ok(rss > 0);
+      const cpu = await server.cpuSeconds();
+      if (cpu !== null) assert.ok(cpu >= 0);
+    } finally {
+      assert.equal(await server.stop(), 0, "exits 0 on SIGTERM");
+    }
+  },
+});
+
+Deno.test({
+  name: "node peer: ready lines, TCP and UDP echo verified by loadgen",
+  ignore: !HAS_CC || NODE === null,
+  fn: async () => {
+    const built = await native();
+    const server = await startServer([NODE!, NODE_ECHO, "--host", "127.0.0.1", "--port", "0"]);
+    try {
+      for (const proto of ["tcp", "udp"]) {
+        const res = await runGenerator(
+          loadgenArgs(built.loadgen!, server.tcpPort!, ["--proto", proto, "--connections", "2"]),
+        );
+        assert.ok(res.requests > 0);
+        assert.equal(res.mismatches, 0);
+        assert.equal(res.errors, 0);
+      }
+    } finally {
+      assert.equal(await server.stop(), 0);
+    }
+  },
+});
+
+Deno.test({
+  name: "loadgen counts corrupted echoes as mismatches",
+  ignore: !HAS_CC,
+  fn: async () => {
+    const built = await native();
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const sessions: Promise<void>[] = [];
+    const accepting = (async () => {
+      for await (const conn of listener) {
+        sessions.push((async () => {
+          const buf = new Uint8Array(4096);
+          let n: number | null;
+          let count = 0;
+          try {
+            while ((n = await conn.read(buf)) !== null) {
+              if (++count % 50 === 0) buf[0] ^= 0xff; // corrupt one byte now and then
+              let off = 0;
+              while (off < n) off += await conn.write(buf.subarray(off, n));
+            }
+          } catch { /* reset at the end of the run */ }
+          conn.close();
+        })());
+      }
+    })();
+    try {
+      const res = await runGenerator(
+        loadgenArgs(built.loadgen!, listener.addr.port, ["--proto", "tcp", "--size", "64"]),
+      );
+      assert.ok(res.requests > 0);
+      assert.ok(res.mismatches > 0, "corruption must be seen");
+    } finally {
+      listener.close();
+      await accepting.catch(() => {});
+      await Promise.all(sessions);
+    }
+  },
+});
+
+Deno.test({
+  name: "loadgen counts unanswered datagrams as lost and keeps the pipeline full",
+  ignore: !HAS_CC,
+  fn: async () => {
+    const built = await native();
+    const socket = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+    const port = (socket.addr as Deno.NetAddr).port;
+    let seen = 0;
+    const serving = (async () => {
+      for await (const [data, addr] of socket) {
+        if (++seen % 4 !== 0) await socket.send(data, addr); // drop every 4th datagram
+      }
+    })();
+    try {
+      const res = await runGenerator(
+        loadgenArgs(built.loadgen!, port, ["--proto", "udp", "--timeout-ms", "20"]),
+      );
+      assert.ok(res.requests > 0);
+      assert.ok(res.lost > 0, "drops must be counted");
+      assert.equal(res.mismatches, 0);
+    } finally {
+      socket.close();
+      await serving.catch(() => {});
+    }
+  },
+});
