@@ -14,7 +14,9 @@ import {
   EXIT_OK,
   type FlagValues,
   paletteFor,
+  parseDurationFlag,
   parseFlags,
+  parseInteger,
   parsePort,
   renderHelp,
   runCli,
@@ -23,7 +25,15 @@ import {
   VERSION,
 } from "./_cli.ts";
 import { formatAddress } from "./errors.ts";
-import { describeListener, serveEcho, type ServeEchoOptions } from "./serve.ts";
+import { isLoopback } from "./cidr.ts";
+import { DEFAULT_LIMITS, effectiveMaxConnections } from "./limits.ts";
+import { validatePolicy } from "./_policy.ts";
+import {
+  describeListener,
+  type EchoImpairOptions,
+  serveEcho,
+  type ServeEchoOptions,
+} from "./serve.ts";
 import type { EchoStats } from "./stats.ts";
 
 const SPEC: CliSpec = {
@@ -62,15 +72,123 @@ const SPEC: CliSpec = {
     { name: "json", type: "boolean", description: "one JSON object per event line" },
     { name: "help", short: "h", type: "boolean", description: "show this help" },
     { name: "version", short: "V", type: "boolean", description: "show the version" },
+    {
+      name: "max-connections",
+      type: "string",
+      arg: "N",
+      group: "Limits",
+      description: "TCP sessions open at once; more are closed at once (default 4096, fd-limited)",
+    },
+    {
+      name: "idle-timeout",
+      type: "string",
+      arg: "DURATION",
+      group: "Limits",
+      description: "close a TCP session silent for this long (default 5m; 0 = off)",
+    },
+    {
+      name: "max-session-bytes",
+      type: "string",
+      arg: "N",
+      group: "Limits",
+      description: "close a TCP session after echoing N bytes (default: no cap)",
+    },
+    {
+      name: "max-session-time",
+      type: "string",
+      arg: "DURATION",
+      group: "Limits",
+      description: "close a TCP session after this long (default: no cap)",
+    },
+    {
+      name: "udp-rate",
+      type: "string",
+      arg: "N",
+      group: "Limits",
+      description:
+        "datagrams/s answered per source (default 1000 off loopback, off on it; 0 = off)",
+    },
+    {
+      name: "allow",
+      type: "string",
+      multiple: true,
+      arg: "CIDR",
+      group: "Access",
+      description: "serve only these sources (repeatable; IPv4 and IPv6), e.g. --allow 10.0.0.0/8",
+    },
+    {
+      name: "no-loop-guard",
+      type: "boolean",
+      group: "Access",
+      description: "answer UDP from port 0, echo/chargen/... ports, broadcast and multicast too",
+    },
+    {
+      name: "loss",
+      type: "string",
+      arg: "P",
+      group: "Impairment (UDP; on TCP only --delay and --bandwidth: the kernel retransmits)",
+      description: "drop each UDP reply with probability P (0..1)",
+    },
+    {
+      name: "duplicate",
+      type: "string",
+      arg: "P",
+      group: "Impairment (UDP; on TCP only --delay and --bandwidth: the kernel retransmits)",
+      description: "send a UDP reply twice with probability P",
+    },
+    {
+      name: "reorder",
+      type: "string",
+      arg: "P",
+      group: "Impairment (UDP; on TCP only --delay and --bandwidth: the kernel retransmits)",
+      description: "hold a UDP reply until 3 later ones went out (or 100ms) with probability P",
+    },
+    {
+      name: "delay",
+      type: "string",
+      arg: "DURATION",
+      group: "Impairment (UDP; on TCP only --delay and --bandwidth: the kernel retransmits)",
+      description: "delay each reply (UDP datagram or TCP chunk) by DURATION",
+    },
+    {
+      name: "jitter",
+      type: "string",
+      arg: "DURATION",
+      group: "Impairment (UDP; on TCP only --delay and --bandwidth: the kernel retransmits)",
+      description: "vary each UDP delay by ± DURATION (does not reorder by itself)",
+    },
+    {
+      name: "bandwidth",
+      type: "string",
+      arg: "BYTES/S",
+      group: "Impairment (UDP; on TCP only --delay and --bandwidth: the kernel retransmits)",
+      description: "TCP: echo at most this many bytes per second (k, M, G suffixes: 1M = 10^6)",
+    },
+    {
+      name: "seed",
+      type: "string",
+      arg: "N",
+      group: "Impairment (UDP; on TCP only --delay and --bandwidth: the kernel retransmits)",
+      description: "seed of the impairment generator (0..4294967295), for reproducible runs",
+    },
   ],
   examples: [
     ["deno run --allow-net server.ts", "TCP and UDP echo on 127.0.0.1:5006 until Ctrl-C"],
     ["deno run --allow-net server.ts --udp --once -v", "the tutorial's UDP server: one datagram"],
     ["deno run --allow-net server.ts --host :: -p 7007 --json", "all IPv6/IPv4 addresses, JSON"],
+    [
+      "deno run --allow-net server.ts --udp --loss 0.2 --reorder 0.1 --seed 7",
+      "a lossy, reordering UDP echo to test clients against",
+    ],
+    [
+      "deno run --allow-net server.ts --host 0.0.0.0 --allow 192.168.0.0/16",
+      "reachable from the network, but only the local subnet is served",
+    ],
   ],
   notes: [
     "Events go to stdout, warnings and errors to stderr. SIGINT or SIGTERM shuts down gracefully\n" +
-    "(open TCP sessions get a few seconds to finish); a second signal exits at once.",
+    "(open TCP sessions get a few seconds to finish); a second signal exits at once. SIGUSR2 prints\n" +
+    "the counters (not SIGUSR1: Deno 2.9 opens a debugger on 127.0.0.1:9229 on SIGUSR1). Durations: 250ms, 10s, 2m (a bare number is milliseconds).",
   ],
 };
 
@@ -82,12 +200,70 @@ function options(values: FlagValues): ServeEchoOptions {
   if (values.quiet && values.json) throw new UsageError("--quiet and --json conflict");
   const hostname = (values.host as string | undefined) ?? "127.0.0.1";
   if (hostname === "") throw new UsageError("--host must not be empty");
-  return {
+  const text = (name: string) => values[name] as string | undefined;
+  const duration = (name: string) => {
+    const value = text(name);
+    return value === undefined ? undefined : parseDurationFlag(value, `--${name}`);
+  };
+  const count = (name: string, min: number) => {
+    const value = text(name);
+    return value === undefined ? undefined : parseInteger(value, `--${name}`, { min });
+  };
+  const probability = (name: string) => {
+    const value = text(name);
+    if (value === undefined) return undefined;
+    const p = Number(value);
+    if (value.trim() === "" || !(p >= 0 && p <= 1)) {
+      throw new UsageError(`--${name} must be a probability from 0 to 1, got "${value}"`);
+    }
+    return p;
+  };
+  const impair: EchoImpairOptions = {
+    loss: probability("loss"),
+    duplicate: probability("duplicate"),
+    reorder: probability("reorder"),
+    delay: duration("delay"),
+    jitter: duration("jitter"),
+    bandwidth: text("bandwidth") === undefined
+      ? undefined
+      : parseRate(text("bandwidth")!, "--bandwidth"),
+    seed: count("seed", 0),
+  };
+  if (impair.seed !== undefined && impair.seed > 0xffff_ffff) {
+    throw new UsageError(`--seed must be from 0 to 4294967295, got "${text("seed")}"`);
+  }
+  const result: ServeEchoOptions = {
     hostname: hostname.replace(/^\[(.*)\]$/, "$1"),
     port: values.port === undefined ? 5006 : parsePort(values.port as string),
     transport: values.tcp && !values.udp ? "tcp" : values.udp && !values.tcp ? "udp" : "both",
     once: Boolean(values.once),
+    maxConnections: count("max-connections", 1),
+    idleTimeout: duration("idle-timeout"),
+    maxSessionBytes: count("max-session-bytes", 1),
+    maxSessionTime: duration("max-session-time") || undefined,
+    udpRate: count("udp-rate", 0),
+    allow: values.allow as string[] | undefined,
+    loopGuard: values["no-loop-guard"] ? false : undefined,
+    impair: Object.values(impair).some((v) => v !== undefined) ? impair : undefined,
   };
+  try {
+    validatePolicy(result);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  return result;
+}
+
+/** Parses a rate such as `125000`, `64k`, `1.5M` (decimal units) into a number. */
+function parseRate(text: string, flag: string): number {
+  const match = /^(\d+(?:\.\d+)?)([kMG]?)$/.exec(text.trim());
+  const value = match ? Number(match[1]) * { "": 1, k: 1e3, M: 1e6, G: 1e9 }[match[2]]! : NaN;
+  if (!(value >= 1)) {
+    throw new UsageError(
+      `${flag} must be a rate in bytes per second like 64k or 1M, got "${text}"`,
+    );
+  }
+  return value;
 }
 
 async function main(): Promise<number> {
@@ -124,11 +300,32 @@ async function main(): Promise<number> {
       // SIGTERM cannot be listened for on Windows
     }
   }
+  const warn = (text: string) =>
+    console.error(`server.ts: ${paletteFor(Deno.stderr).yellow("notice")}: ${text}`);
+  if (serveOptions.maxConnections === undefined && serveOptions.transport !== "udp") {
+    const { value, lowered } = effectiveMaxConnections(DEFAULT_LIMITS.maxConnections);
+    if (lowered) {
+      warn(`--max-connections lowered to ${value} to fit the open-file limit`);
+      serveOptions.maxConnections = value;
+    }
+  }
+  if (!isLoopback(serveOptions.hostname!)) {
+    warn(
+      `the echo service on ${serveOptions.hostname} is reachable from the network` +
+        (serveOptions.allow ? "" : " (restrict it with --allow CIDR)"),
+    );
+  }
   const server = await serveEcho({
     ...serveOptions,
     signal: controller.signal,
     onListen(info) {
-      emit("listening", { ...info }, `listening ${describeListener(info)}`);
+      emit(
+        "listening",
+        { ...info },
+        `listening ${describeListener(info)}${
+          info.impairment ? ` (impaired: ${info.impairment})` : ""
+        }`,
+      );
       if (info.backend === "node") {
         console.error(
           "note: UDP runs on node:dgram; run with --unstable-net to use Deno.listenDatagram",
@@ -165,12 +362,31 @@ async function main(): Promise<number> {
           ? `received from ${formatAddress(remoteAddr)} (udp): ${showBytes(data)}`
           : `datagram from ${colors.cyan(formatAddress(remoteAddr))}: ${data.length} bytes`,
       ),
+    onReject: quiet ? undefined : ({ transport, remoteAddr, reason, detail }) =>
+      emit(
+        "reject",
+        { transport, remote: formatAddress(remoteAddr), reason, ...(detail ? { detail } : {}) },
+        `refused ${transport} ${formatAddress(remoteAddr)}: ${reason}${
+          detail ? ` (${detail})` : ""
+        }`,
+      ),
     onError(error) {
       if (json) emit("error", { message: error.message }, "");
       console.error(`server.ts: ${paletteFor(Deno.stderr).yellow("warning")}: ${error.message}`);
     },
   });
+  const onUsr1 = () => emit("stats", { stats: server.stats }, `stats: ${summary(server.stats)}`);
+  try {
+    Deno.addSignalListener("SIGUSR2", onUsr1);
+  } catch {
+    // no SIGUSR2 on Windows
+  }
   await server.finished;
+  try {
+    Deno.removeSignalListener("SIGUSR2", onUsr1);
+  } catch {
+    // never added
+  }
   if (!quiet) emit("stopped", { stats: server.stats }, `stopped: ${summary(server.stats)}`);
   return EXIT_OK;
 }
@@ -183,8 +399,16 @@ function payload(data: Uint8Array): Record<string, string> {
 }
 
 function summary(stats: EchoStats): string {
+  const dropped = Object.entries(stats.dropped).filter(([, n]) => n > 0)
+    .map(([reason, n]) => `${reason} ${n}`);
+  const impaired = stats.impairment
+    ? Object.entries(stats.impairment).filter(([, n]) => typeof n === "number" && n > 0)
+      .map(([what, n]) => `${what} ${n}`)
+    : [];
   return `${stats.sessionsTotal} TCP sessions, ${stats.datagramsIn} datagrams, ` +
-    `${stats.bytesIn} bytes in, ${stats.bytesOut} bytes out, ${stats.errors} errors`;
+    `${stats.bytesIn} bytes in, ${stats.bytesOut} bytes out, ${stats.errors} errors` +
+    (dropped.length ? `; refused: ${dropped.join(", ")}` : "") +
+    (impaired.length ? `; impairment: ${impaired.join(", ")}` : "");
 }
 
 if (import.meta.main) await runCli("server.ts", main);
