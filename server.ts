@@ -375,15 +375,15 @@ async function main(): Promise<number> {
       console.error(`server.ts: ${paletteFor(Deno.stderr).yellow("warning")}: ${error.message}`);
     },
   });
-  const onUsr1 = () => emit("stats", { stats: server.stats }, `stats: ${summary(server.stats)}`);
+  const onStatsSignal = () => emit("stats", { stats: server.stats }, `stats: ${summary(server.stats)}`);
   try {
-    Deno.addSignalListener("SIGUSR2", onUsr1);
+    Deno.addSignalListener("SIGUSR2", onStatsSignal);
   } catch {
     // no SIGUSR2 on Windows
   }
   await server.finished;
   try {
-    Deno.removeSignalListener("SIGUSR2", onUsr1);
+    Deno.removeSignalListener("SIGUSR2", onStatsSignal);
   } catch {
     // never added
   }
