@@ -44,7 +44,7 @@ function listenTcp(host, port) {
       socket.pipe(socket);
     });
     server.once("error", reject);
-    server.listen({ host, port, backlog: 4096 }, () => {
+    server.listen({ host, port }, () => {
       server.off("error", reject);
       resolve(server);
     });
