@@ -6,14 +6,16 @@
  * @module
  */
 
-/** A network address as Deno reports it. */
+/** A network address as Deno reports it, or a Unix socket's path. */
 export interface EchoAddress {
-  /** Host name or IP address. */
+  /** Host name or IP address (empty for a Unix socket). */
   hostname: string;
-  /** Port number. */
+  /** Port number (0 for a Unix socket). */
   port: number;
   /** Transport the address belongs to. */
-  transport: "tcp" | "udp";
+  transport: "tcp" | "udp" | "unix";
+  /** For a Unix socket: its path. */
+  path?: string;
 }
 
 /** Options shared by every {@linkcode EchoError}. */
@@ -139,18 +141,21 @@ export class EchoConnectionError extends EchoError {
 }
 
 /**
- * Formats an address as `host:port`, bracketing IPv6 literals (`[::1]:5006`).
+ * Formats an address as `host:port`, bracketing IPv6 literals (`[::1]:5006`); a Unix socket's
+ * address is its path.
  *
  * @example
  * ```ts
  * import { formatAddress } from "./mod.ts";
  * console.log(formatAddress({ hostname: "::1", port: 7 })); // "[::1]:7"
+ * console.log(formatAddress({ hostname: "", port: 0, path: "/tmp/echo.sock" })); // "/tmp/echo.sock"
  * ```
  *
  * @param address The address to format.
  * @returns The address as text.
  */
-export function formatAddress(address: { hostname: string; port: number }): string {
+export function formatAddress(address: { hostname: string; port: number; path?: string }): string {
+  if (address.path !== undefined) return address.path;
   return address.hostname.includes(":")
     ? `[${address.hostname}]:${address.port}`
     : `${address.hostname}:${address.port}`;

@@ -1,6 +1,8 @@
 /**
  * TCP echo: {@linkcode serveTcpEcho} (the server), {@linkcode echoTcp} (one message, verified) and
- * {@linkcode echoTcpStream} (a whole stream through the server, verified as it goes).
+ * {@linkcode echoTcpStream} (a whole stream through the server, verified as it goes). The server
+ * speaks TLS when given a certificate (`tls`); the clients speak TLS (`tls`) or connect to a Unix
+ * domain socket (`unix`) instead of TCP.
  *
  * @module
  */
@@ -19,11 +21,26 @@ import { serveStreamListener } from "./_stream_server.ts";
 import { validatePolicy } from "./_policy.ts";
 import { firstDifference, listenError, toBytes } from "./_util.ts";
 
+/** A TLS server's identity: its certificate chain and private key, as PEM text (not file names). */
+export interface TlsServerOptions {
+  /** The certificate chain, PEM (`-----BEGIN CERTIFICATE-----`), the server's own first. */
+  cert: string;
+  /** The private key, PEM (`-----BEGIN PRIVATE KEY-----`, PKCS #8, RSA or EC), unencrypted. */
+  key: string;
+}
+
+/** Options of {@linkcode serveTcpEcho}. */
+export interface TcpEchoOptions extends EchoServerOptions {
+  /** Serve echo over TLS with this certificate and key (`Deno.listenTls`). Default: plain TCP. */
+  tls?: TlsServerOptions;
+}
+
 /**
  * Starts a TCP echo server (RFC 862): every byte is echoed, in order, until the client closes; when
  * the client half-closes, what is still pending is sent back and then the session closes.
  * TCP_NODELAY is set on every session, and writes respect back-pressure, so a client that does not
- * read slows only itself.
+ * read slows only itself. With `tls`, the same service runs over TLS; the handshake happens in
+ * each session, so a client that never completes it holds up nobody else.
  *
  * @example
  * ```ts
@@ -33,24 +50,62 @@ import { firstDifference, listenError, toBytes } from "./_util.ts";
  * console.log(new TextDecoder().decode(reply)); // "Hello World"
  * ```
  *
- * @param options Where to listen, hooks, signal and counters.
+ * @example Over TLS, trusting a self-signed certificate
+ * ```ts
+ * import { echoTcp, serveTcpEcho } from "./mod.ts";
+ * const cert = await Deno.readTextFile("./tests/fixtures/tls_cert.pem");
+ * const key = await Deno.readTextFile("./tests/fixtures/tls_key.pem");
+ * await using server = serveTcpEcho({ port: 0, tls: { cert, key } });
+ * const { reply } = await echoTcp("secret", { port: server.addr.port, tls: { caCerts: [cert] } });
+ * console.log(server.listeners[0].secure, new TextDecoder().decode(reply)); // true "secret"
+ * ```
+ *
+ * @param options Where to listen, TLS, hooks, signal and counters.
  * @returns The running server.
  * @throws {EchoConnectionError} When the address cannot be bound (in use, not available).
+ * @throws {TypeError} When `tls` holds no usable certificate or key, or they do not match.
  */
-export function serveTcpEcho(options: EchoServerOptions = {}): EchoServer {
+export function serveTcpEcho(options: TcpEchoOptions = {}): EchoServer {
   const hostname = options.hostname ?? DEFAULT_HOSTNAME;
   const port = options.port ?? DEFAULT_PORT;
   validatePolicy(options);
+  const tls = options.tls;
+  if (tls !== undefined && (typeof tls.cert !== "string" || typeof tls.key !== "string")) {
+    throw new TypeError("tls needs cert and key as PEM text (strings), not file names or bytes");
+  }
   let listener: Deno.Listener;
   try {
-    listener = Deno.listen({ hostname, port, transport: "tcp" });
+    listener = tls
+      ? Deno.listenTls({ hostname, port, transport: "tcp", cert: tls.cert, key: tls.key })
+      : Deno.listen({ hostname, port, transport: "tcp" });
   } catch (error) {
+    if (tls && isTlsMaterialError(error)) throw tlsMaterialError(error);
     throw listenError(error, { hostname, port, transport: "tcp" });
   }
-  return serveStreamListener(listener, options);
+  return serveStreamListener(listener, options, tls ? { secure: true } : {});
 }
 
-/** Options of the echo clients. */
+/** Whether `Deno.listenTls` failed on the certificate or key rather than on the address. */
+function isTlsMaterialError(error: unknown): boolean {
+  return error instanceof Deno.errors.InvalidData ||
+    (error instanceof Error && /\b(?:key|cert)/i.test(error.message) &&
+      !(error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied));
+}
+
+/** A one-line TypeError for a certificate or key `Deno.listenTls` could not use. */
+function tlsMaterialError(error: unknown): TypeError {
+  const message = error instanceof Error ? error.message.split("\n")[0] : String(error);
+  const text = /no certificates found/i.test(message)
+    ? 'TLS certificate: no PEM certificate found (expected "-----BEGIN CERTIFICATE-----")'
+    : /no keys found/i.test(message)
+    ? 'TLS key: no PEM private key found (expected "-----BEGIN PRIVATE KEY-----", unencrypted)'
+    : /mismatch|consistent/i.test(message)
+    ? "TLS key does not belong to the certificate (KeyMismatch)"
+    : `invalid TLS certificate or key: ${message}`;
+  return new TypeError(text, { cause: error });
+}
+
+/** Options of every echo client. */
 export interface EchoClientOptions {
   /** Server host name or address. Default `127.0.0.1`. */
   hostname?: string;
@@ -60,6 +115,31 @@ export interface EchoClientOptions {
   timeout?: number;
   /** Aborting it cancels the exchange (the promise rejects with the signal's reason). */
   signal?: AbortSignal;
+}
+
+/** How a TLS client checks the server. */
+export interface TlsClientOptions {
+  /**
+   * Certificates to trust (PEM), besides the built-in roots: the server's CA, or a self-signed
+   * server certificate (which must be `CA:FALSE` with the address in its subjectAltName).
+   */
+  caCerts?: string[];
+  /**
+   * The name the certificate must hold (also sent as SNI), when the address dialled is not in it:
+   * e.g. `localhost` when connecting to `127.0.0.1`. Default: `hostname`.
+   */
+  servername?: string;
+}
+
+/** Options of {@linkcode echoTcp}: where to connect, and how (TCP, TLS, or a Unix socket). */
+export interface TcpClientOptions extends EchoClientOptions {
+  /** Speak TLS, verifying the server's certificate. Default: plain TCP. */
+  tls?: TlsClientOptions;
+  /**
+   * Connect to the Unix domain socket at this path instead of `hostname` and `port` (which must
+   * then be left out); needs `--allow-read` and `--allow-write` for the path. Not with `tls`.
+   */
+  unix?: string;
 }
 
 /** The outcome of one echoed message. */
@@ -86,46 +166,57 @@ export const DEFAULT_TCP_TIMEOUT = 5000;
  * console.log(rtt >= 0); // true
  * ```
  *
+ * @example Over a Unix domain socket
+ * ```ts
+ * import { echoTcp } from "./mod.ts";
+ * import { serveUnixEcho } from "./unix.ts";
+ * const path = `${await Deno.makeTempDir()}/echo.sock`;
+ * await using _server = await serveUnixEcho({ path });
+ * const { reply } = await echoTcp("local", { unix: path });
+ * console.log(new TextDecoder().decode(reply)); // "local"
+ * ```
+ *
  * @param message What to send: text (UTF-8) or bytes.
- * @param options Server address, timeout and signal.
+ * @param options Server address (or `unix` path), `tls`, timeout and signal.
  * @returns The reply and the round-trip time.
- * @throws {EchoConnectionError} When the server cannot be reached or drops the connection.
+ * @throws {EchoConnectionError} When the server cannot be reached or drops the connection, or
+ * its TLS certificate is not trusted or not valid for the name.
+ * @throws {TypeError} When `unix` is combined with `hostname`, `port` or `tls`.
  * @throws {EchoTimeoutError} When the exchange takes longer than `timeout`.
  * @throws {EchoMismatchError} When the reply differs from the message or is short.
  */
 export async function echoTcp(
   message: string | Uint8Array,
-  options: EchoClientOptions = {},
+  options: TcpClientOptions = {},
 ): Promise<EchoResult> {
   const data = toBytes(message);
   const timeout = options.timeout ?? DEFAULT_TCP_TIMEOUT;
-  const address: EchoAddress = {
-    hostname: options.hostname ?? DEFAULT_HOSTNAME,
-    port: options.port ?? DEFAULT_PORT,
-    transport: "tcp",
-  };
-  const where = `tcp ${formatAddress(address)}`;
+  const address = clientAddress(options);
+  const where = describeTarget(address, options);
   const timer = AbortSignal.timeout(timeout);
   const signal = options.signal ? AbortSignal.any([timer, options.signal]) : timer;
-  const conn = await connectTcp(address, signal, timeout);
+  const conn = await connectStream(address, options, signal, timeout);
   const onAbort = () => conn.close();
   signal.addEventListener("abort", onAbort, { once: true });
   try {
-    conn.setNoDelay(true);
     const start = performance.now();
-    await writeAll(conn, data);
     const reply = new Uint8Array(data.length);
-    let received = 0;
-    while (received < reply.length) {
-      const n = await conn.read(reply.subarray(received));
-      if (n === null) {
-        throw new EchoMismatchError(
-          `${where} closed the connection after ${received} of ${data.length} bytes`,
-          { address, offset: received },
-        );
+    // Read while writing: a message larger than the socket buffers of both ends would otherwise
+    // deadlock (the server stops reading once it cannot write the echo back to us).
+    const reading = (async () => {
+      let received = 0;
+      while (received < reply.length) {
+        const n = await conn.read(reply.subarray(received));
+        if (n === null) {
+          throw new EchoMismatchError(
+            `${where} closed the connection after ${received} of ${data.length} bytes`,
+            { address, offset: received },
+          );
+        }
+        received += n;
       }
-      received += n;
-    }
+    })();
+    await Promise.all([writeAll(conn, data), reading]);
     const rtt = performance.now() - start;
     const offset = firstDifference(data, reply);
     if (offset >= 0) {
@@ -200,13 +291,161 @@ async function connectTcp(
   }
 }
 
+/**
+ * Where a client connects, from its options.
+ *
+ * @param options The client options.
+ * @returns The address (for Unix sockets: transport `unix` and the path).
+ */
+function clientAddress(options: TcpClientOptions): EchoAddress {
+  if (options.unix === undefined) {
+    return {
+      hostname: options.hostname ?? DEFAULT_HOSTNAME,
+      port: options.port ?? DEFAULT_PORT,
+      transport: "tcp",
+    };
+  }
+  if (typeof options.unix !== "string" || options.unix === "") {
+    throw new TypeError(`unix must be a socket path, got ${JSON.stringify(options.unix)}`);
+  }
+  if (options.hostname !== undefined || options.port !== undefined) {
+    throw new TypeError("unix connects to a socket path: leave out hostname and port");
+  }
+  if (options.tls !== undefined) throw new TypeError("tls is not supported over unix sockets");
+  return { hostname: "", port: 0, transport: "unix", path: options.unix };
+}
+
+/**
+ * Names a connection target in messages: `tcp 127.0.0.1:5006`, `tls [::1]:5006`,
+ * `unix /tmp/echo.sock`.
+ *
+ * @param address The address.
+ * @param options The client options (for `tls`).
+ * @returns The text.
+ */
+function describeTarget(address: EchoAddress, options: TcpClientOptions): string {
+  const transport = address.transport === "unix" ? "unix" : options.tls ? "tls" : "tcp";
+  return `${transport} ${formatAddress(address)}`;
+}
+
+/**
+ * Connects over TCP, TLS (handshake completed, so certificate problems surface here) or a Unix
+ * socket, turning failures into typed errors. TCP_NODELAY is set on TCP and TLS connections.
+ *
+ * @param address Where to connect.
+ * @param options The client options (`tls`).
+ * @param signal Cancels the attempt.
+ * @param timeout The timeout behind `signal`, for the message.
+ * @returns The connection.
+ */
+async function connectStream(
+  address: EchoAddress,
+  options: TcpClientOptions,
+  signal: AbortSignal,
+  timeout: number,
+): Promise<Deno.Conn> {
+  if (address.transport === "unix") return await connectUnix(address);
+  const tcp = await connectTcp(address, signal, timeout);
+  tcp.setNoDelay(true);
+  if (!options.tls) return tcp;
+  const where = describeTarget(address, options);
+  const onAbort = () => tcp.close();
+  signal.addEventListener("abort", onAbort, { once: true });
+  let tls: Deno.TlsConn | undefined;
+  try {
+    tls = await Deno.startTls(tcp, {
+      hostname: options.tls.servername ?? address.hostname,
+      caCerts: options.tls.caCerts,
+    });
+    await tls.handshake();
+    return tls;
+  } catch (error) {
+    try {
+      (tls ?? tcp).close();
+    } catch {
+      // closed by the abort
+    }
+    if (signal.aborted) {
+      const reason = signal.reason;
+      if (!(reason instanceof DOMException && reason.name === "TimeoutError")) throw reason;
+      throw new EchoTimeoutError(`no TLS handshake with ${where} within ${timeout}ms`, {
+        address,
+        cause: error,
+      });
+    }
+    throw new EchoConnectionError(`${where}: ${describeTlsError(error)}`, {
+      address,
+      cause: error,
+    });
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+/**
+ * Connects to a Unix domain socket, explaining the usual failures.
+ *
+ * @param address The socket's address (`path` set).
+ * @returns The connection.
+ */
+async function connectUnix(address: EchoAddress): Promise<Deno.UnixConn> {
+  const path = address.path!;
+  try {
+    return await Deno.connect({ transport: "unix", path });
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+      throw error;
+    }
+    const reason = error instanceof Deno.errors.NotFound
+      ? "no such socket (is the server running?)"
+      : error instanceof Deno.errors.ConnectionRefused
+      ? "connection refused (no server listens there, or it is not a socket)"
+      : describeNetworkError(error);
+    throw new EchoConnectionError(`cannot connect to unix ${path}: ${reason}`, {
+      address,
+      cause: error,
+    });
+  }
+}
+
+/**
+ * Explains a failed TLS handshake in one line, saying what to do about it.
+ *
+ * @param error What the handshake threw.
+ * @returns A short phrase.
+ */
+function describeTlsError(error: unknown): string {
+  const message = error instanceof Error ? error.message.split("\n")[0] : String(error);
+  const detail = message.replace(/^invalid peer certificate: /, "");
+  if (/UnknownIssuer/.test(message)) {
+    return "certificate not trusted (UnknownIssuer): trust its issuer or the certificate itself " +
+      "with tls.caCerts (client.ts --ca FILE)";
+  }
+  if (/not valid for name/i.test(message)) {
+    return `certificate does not match the name: ${detail}; connect by a name it holds or set ` +
+      "tls.servername (client.ts --servername NAME)";
+  }
+  if (/Expired|NotValidYet/.test(message)) return `certificate outside its validity: ${detail}`;
+  if (/CaUsedAsEndEntity/.test(message)) {
+    return "the server presents a CA certificate (CaUsedAsEndEntity); it needs a CA:FALSE one";
+  }
+  if (/invalid peer certificate/.test(message)) return `certificate rejected: ${detail}`;
+  if (/corrupt message|unexpected handshake message|InvalidContentType/i.test(message)) {
+    return `TLS handshake failed (does the server speak TLS?): ${message}`;
+  }
+  if (error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.UnexpectedEof) {
+    return `TLS handshake failed: ${describeNetworkError(error)} (does the server speak TLS?)`;
+  }
+  return `TLS handshake failed: ${describeNetworkError(error)}`;
+}
+
 async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
   let written = 0;
   while (written < data.length) written += await conn.write(data.subarray(written));
 }
 
 /** Options of {@linkcode echoTcpStream}. */
-export interface EchoStreamOptions extends EchoClientOptions {
+export interface EchoStreamOptions extends TcpClientOptions {
   /** Where the echoed bytes go, raw; they are only verified when absent. */
   output?: WritableStream<Uint8Array>;
   /** Bytes in flight (sent, not yet echoed back) at most; reading input pauses when full. Default 1 MiB. */
@@ -243,7 +482,8 @@ export const DEFAULT_STREAM_TIMEOUT = 10_000;
  * ```
  *
  * @param input The bytes to send.
- * @param options Server address, window, output and timeout (without progress).
+ * @param options Server address (or `unix` path), `tls`, window, output and timeout (without
+ * progress).
  * @returns How many bytes came back identical, and how long it took.
  * @throws {EchoMismatchError} When an echoed byte differs or the stream ends short.
  * @throws {EchoTimeoutError} When nothing comes back for `timeout` while bytes are in flight.
@@ -256,20 +496,16 @@ export async function echoTcpStream(
   const window = options.window ?? DEFAULT_STREAM_WINDOW;
   if (!(window >= 1)) throw new RangeError(`window must be at least 1 byte, got ${window}`);
   const timeout = options.timeout ?? DEFAULT_STREAM_TIMEOUT;
-  const address: EchoAddress = {
-    hostname: options.hostname ?? DEFAULT_HOSTNAME,
-    port: options.port ?? DEFAULT_PORT,
-    transport: "tcp",
-  };
-  const where = `tcp ${formatAddress(address)}`;
+  const address = clientAddress(options);
+  const where = describeTarget(address, options);
   const failed = new AbortController();
   const signal = options.signal ? AbortSignal.any([failed.signal, options.signal]) : failed.signal;
-  const conn = await connectTcp(
+  const conn = await connectStream(
     address,
+    options,
     AbortSignal.any([signal, AbortSignal.timeout(timeout)]),
     timeout,
   );
-  conn.setNoDelay(true);
   const onAbort = () => conn.close();
   signal.addEventListener("abort", onAbort, { once: true });
 
