@@ -318,6 +318,14 @@ test("tcp: IPv6 loopback (::1)", async () => {
   assert.equal(bytes, data.length);
 }, { ignore: !HAS_IPV6 });
 
+test("echoTcp: a 32 MiB message, more than both ends' socket buffers hold, does not deadlock", async () => {
+  const message = randomBytes(32 * 1024 * 1024, new Random(SEED));
+  await using server = serveTcpEcho({ port: 0 });
+  const { reply } = await echoTcp(message, { port: server.addr.port, timeout: 30_000 });
+  assert.equal(reply.length, message.length);
+  assert.equal(await sha256(reply), await sha256(message), `seed ${SEED}`);
+});
+
 test("echoTcp: a refused connection is an EchoConnectionError naming the address", async () => {
   const port = closedPort();
   await assert.rejects(echoTcp("hello", { port, timeout: 2000 }), (error: unknown) => {
