@@ -349,22 +349,27 @@ async function connectStream(
   tcp.setNoDelay(true);
   if (!options.tls) return tcp;
   const where = describeTarget(address, options);
-  const onAbort = () => tcp.close();
-  signal.addEventListener("abort", onAbort, { once: true });
-  let tls: Deno.TlsConn | undefined;
+  // startTls takes over the TCP connection's resource: from then on only the TLS one can be closed.
+  let conn: Deno.Conn = tcp;
+  const close = () => {
+    try {
+      conn.close();
+    } catch {
+      // already closed
+    }
+  };
+  signal.addEventListener("abort", close, { once: true });
   try {
-    tls = await Deno.startTls(tcp, {
+    const tls = await Deno.startTls(tcp, {
       hostname: options.tls.servername ?? address.hostname,
       caCerts: options.tls.caCerts,
     });
+    conn = tls;
+    if (signal.aborted) close();
     await tls.handshake();
     return tls;
   } catch (error) {
-    try {
-      (tls ?? tcp).close();
-    } catch {
-      // closed by the abort
-    }
+    close();
     if (signal.aborted) {
       const reason = signal.reason;
       if (!(reason instanceof DOMException && reason.name === "TimeoutError")) throw reason;
@@ -378,7 +383,7 @@ async function connectStream(
       cause: error,
     });
   } finally {
-    signal.removeEventListener("abort", onAbort);
+    signal.removeEventListener("abort", close);
   }
 }
 

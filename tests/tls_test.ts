@@ -1,0 +1,154 @@
+import assert from "node:assert/strict";
+import { Random, randomSeed } from "../_random.ts";
+import { EchoConnectionError, EchoTimeoutError } from "../errors.ts";
+import type { CloseInfo, ListenInfo } from "../serve.ts";
+import { echoTcp, echoTcpStream, serveTcpEcho } from "../tcp.ts";
+import { HAS_IPV6, randomBytes, readAll, Recorder, ROOT, sha256, test } from "./_helpers.ts";
+
+/** One seed per run, named in failure messages so a failing run can be replayed. */
+const SEED = Number(Deno.env.get("ECHO_TEST_SEED") ?? randomSeed());
+const CERT_FILE = `${ROOT}tests/fixtures/tls_cert.pem`;
+const KEY_FILE = `${ROOT}tests/fixtures/tls_key.pem`;
+const cert = await Deno.readTextFile(CERT_FILE);
+const key = await Deno.readTextFile(KEY_FILE);
+const decoder = new TextDecoder();
+
+/** A fresh private key (PKCS #8 PEM) that does not belong to the fixture certificate. */
+async function otherKey(): Promise<string> {
+  const pair = await crypto.subtle.generateKey(
+    { name: "ECDSA", namedCurve: "P-256" },
+    true,
+    ["sign", "verify"],
+  );
+  const der = new Uint8Array(await crypto.subtle.exportKey("pkcs8", pair.privateKey));
+  const base64 = btoa(String.fromCharCode(...der)).replace(/.{64}/g, "$&\n");
+  return `-----BEGIN PRIVATE KEY-----\n${base64}\n-----END PRIVATE KEY-----\n`;
+}
+
+for (const hostname of ["127.0.0.1", "::1"]) {
+  test(`tls: 8 MiB of random bytes echo byte-exact over TLS on ${hostname}`, async () => {
+    const data = randomBytes(8 * 1024 * 1024, new Random(SEED));
+    const listens = new Recorder<ListenInfo>();
+    const closes = new Recorder<CloseInfo>();
+    await using server = serveTcpEcho({
+      hostname,
+      port: 0,
+      tls: { cert, key },
+      onListen: listens.push,
+      onClose: closes.push,
+    });
+    assert.deepEqual(listens.items, [{
+      transport: "tcp",
+      hostname,
+      port: server.addr.port,
+      secure: true,
+    }]);
+    assert.equal(server.listeners[0].secure, true);
+    const chunks: Uint8Array[] = [];
+    const result = await echoTcpStream(ReadableStream.from([data]), {
+      hostname,
+      port: server.addr.port,
+      tls: { caCerts: [cert] },
+      output: new WritableStream({ write: (chunk) => void chunks.push(chunk) }),
+    });
+    assert.equal(result.bytes, data.length, `seed ${SEED}`);
+    const echoed = await readAll(ReadableStream.from(chunks));
+    assert.equal(await sha256(echoed), await sha256(data), `seed ${SEED}`);
+    const { reply } = await echoTcp("hello over tls", {
+      hostname,
+      port: server.addr.port,
+      tls: { caCerts: [cert] },
+    });
+    assert.equal(decoder.decode(reply), "hello over tls");
+    await closes.until((items) => items.length === 2);
+    // The server counts plaintext bytes: TLS records are invisible above the listener.
+    assert.equal(server.stats.bytesIn, data.length + "hello over tls".length);
+    assert.deepEqual(closes.items.map((c) => c.reason), ["eof", "eof"]);
+  }, { ignore: hostname === "::1" && !HAS_IPV6 });
+}
+
+test("tls: an untrusted certificate fails the handshake with a one-line EchoConnectionError", async () => {
+  await using server = serveTcpEcho({ port: 0, tls: { cert, key }, onError: () => {} });
+  const port = server.addr.port;
+  for (const tls of [{}, { caCerts: [] }]) {
+    const error = await echoTcp("never sent", { port, tls }).then(
+      () => assert.fail("an untrusted certificate was accepted"),
+      (e) => e,
+    );
+    assert.ok(error instanceof EchoConnectionError, String(error));
+    assert.match(
+      error.message,
+      new RegExp(`^tls 127\\.0\\.0\\.1:${port}: .*UnknownIssuer.*caCerts`),
+    );
+    assert.ok(!error.message.includes("\n"));
+    assert.deepEqual(error.address, { hostname: "127.0.0.1", port, transport: "tcp" });
+  }
+  // The server saw the handshakes fail and echoed nothing.
+  assert.equal(server.stats.bytesIn, 0);
+});
+
+test("tls: servername verifies a name the address is not, and a wrong one is refused", async () => {
+  await using server = serveTcpEcho({ port: 0, tls: { cert, key }, onError: () => {} });
+  const port = server.addr.port;
+  const { reply } = await echoTcp("by name", {
+    port,
+    tls: { caCerts: [cert], servername: "localhost" },
+  });
+  assert.equal(decoder.decode(reply), "by name");
+  const error = await echoTcp("x", { port, tls: { caCerts: [cert], servername: "example.com" } })
+    .then(() => assert.fail("a certificate without example.com was accepted"), (e) => e);
+  assert.ok(error instanceof EchoConnectionError, String(error));
+  assert.match(error.message, /not valid for name "example\.com".*servername/);
+  // The stream client checks the certificate the same way.
+  const streamed = await echoTcpStream(ReadableStream.from([new Uint8Array(100_000)]), {
+    port,
+    tls: { caCerts: [cert], servername: "localhost" },
+  });
+  assert.equal(streamed.bytes, 100_000);
+  await assert.rejects(
+    echoTcpStream(ReadableStream.from([new Uint8Array(10)]), { port, tls: {} }),
+    (e) => e instanceof EchoConnectionError && /UnknownIssuer/.test(e.message),
+  );
+});
+
+test("tls: a TLS client of a plain echo server is told the server does not speak TLS", async () => {
+  await using server = serveTcpEcho({ port: 0 });
+  const error = await echoTcp("x", { port: server.addr.port, tls: { caCerts: [cert] } })
+    .then(() => assert.fail("handshake with a plain echo server succeeded"), (e) => e);
+  assert.ok(error instanceof EchoConnectionError, String(error));
+  assert.match(error.message, /does the server speak TLS\?/);
+});
+
+test("tls: a server that never answers the handshake times out", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted = listener.accept();
+  const error = await echoTcp("x", {
+    port: (listener.addr as Deno.NetAddr).port,
+    timeout: 300,
+    tls: { caCerts: [cert] },
+  }).then(() => assert.fail("no handshake, yet it succeeded"), (e) => e);
+  (await accepted).close();
+  listener.close();
+  assert.ok(error instanceof EchoTimeoutError, String(error));
+  assert.match(error.message, /no TLS handshake with tls 127\.0\.0\.1:\d+ within 300ms/);
+});
+
+test("tls: bad certificate or key material is a TypeError naming what is wrong", async () => {
+  const cases: [{ cert: string; key: string }, RegExp][] = [
+    [{ cert: "not a certificate", key }, /no PEM certificate found/],
+    [{ cert, key: "not a key" }, /no PEM private key found/],
+    [{ cert: key, key: cert }, /no PEM certificate found/],
+    [{ cert, key: await otherKey() }, /does not belong to the certificate/],
+  ];
+  for (const [tls, pattern] of cases) {
+    assert.throws(() => serveTcpEcho({ port: 0, tls }), (e) => {
+      assert.ok(e instanceof TypeError, String(e));
+      assert.match(e.message, pattern);
+      return true;
+    });
+  }
+  assert.throws(
+    () => serveTcpEcho({ port: 0, tls: { cert: new Uint8Array(1), key } as never }),
+    /PEM text/,
+  );
+});
