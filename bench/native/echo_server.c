@@ -11,8 +11,9 @@
  *   listening tcp HOST:PORT
  *   listening udp HOST:PORT
  *
- * TCP: non-blocking sockets, TCP_NODELAY, every byte echoed in order. When a write is partial the
- * rest stays in the connection's buffer, reading stops (backpressure) and EPOLLOUT is awaited.
+ * TCP: non-blocking sockets, TCP_NODELAY, every byte echoed in order. Reads go into one shared
+ * 256 KiB buffer and are written straight back; when a write is partial the rest is copied into a
+ * buffer of the connection's own, reading stops (backpressure) and EPOLLOUT is awaited.
  * UDP: each datagram (up to 65,507 bytes) is sent back as-is to its sender; a datagram that cannot
  * be sent at once (EAGAIN) is dropped, as UDP allows.
  * Exits 0 on SIGTERM or SIGINT.
@@ -34,22 +35,23 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define BUF_SIZE (64 * 1024)
+#define BUF_SIZE (256 * 1024) /* one shared read buffer */
 #define UDP_MAX 65507
 #define MAX_EVENTS 256
 
 typedef struct {
   int fd;
-  size_t off; /* first unsent byte in buf */
-  size_t len; /* bytes held in buf */
-  int want_out;
-  unsigned char *buf;
+  size_t off;         /* first unsent byte in buf */
+  size_t len;         /* bytes held in buf */
+  int want_out;       /* waiting for EPOLLOUT, not reading */
+  unsigned char *buf; /* what a partial write left, or NULL */
 } conn_t;
 
 static volatile sig_atomic_t stop_flag = 0;
 static conn_t **conns = NULL; /* indexed by fd */
 static size_t conns_cap = 0;
 static int epfd = -1;
+static unsigned char *rbuf; /* shared: bytes are written back at once, copied only when blocked */
 
 static void on_signal(int sig) {
   (void)sig;
@@ -153,7 +155,7 @@ static void accept_all(int lfd) {
       conns_cap = cap;
     }
     conn_t *c = calloc(1, sizeof *c);
-    if (!c || !(c->buf = malloc(BUF_SIZE))) die("malloc");
+    if (!c) die("calloc");
     c->fd = fd;
     conns[fd] = c;
     ep_set(fd, EPOLLIN | EPOLLRDHUP, EPOLL_CTL_ADD);
@@ -178,6 +180,8 @@ static int flush_conn(conn_t *c) {
       return -1;
     }
   }
+  free(c->buf);
+  c->buf = NULL;
   c->off = c->len = 0;
   if (c->want_out) {
     c->want_out = 0;
@@ -200,11 +204,30 @@ static void on_conn(conn_t *c, uint32_t events) {
       return;
     }
     /* Level-triggered: one read per wakeup keeps connections fair. */
-    ssize_t r = recv(c->fd, c->buf, BUF_SIZE, 0);
+    ssize_t r = recv(c->fd, rbuf, BUF_SIZE, 0);
     if (r > 0) {
-      c->off = 0;
-      c->len = (size_t)r;
-      if (flush_conn(c) < 0) conn_close(c);
+      size_t done = 0;
+      while (done < (size_t)r) {
+        ssize_t w = send(c->fd, rbuf + done, (size_t)r - done, MSG_NOSIGNAL);
+        if (w > 0) {
+          done += (size_t)w;
+        } else if (w < 0 && errno == EINTR) {
+          continue;
+        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+          /* Keep the rest, stop reading this connection and wait until it can be written. */
+          c->len = (size_t)r - done;
+          c->off = 0;
+          c->buf = malloc(c->len);
+          if (!c->buf) die("malloc");
+          memcpy(c->buf, rbuf + done, c->len);
+          c->want_out = 1;
+          ep_set(c->fd, EPOLLOUT, EPOLL_CTL_MOD);
+          return;
+        } else {
+          conn_close(c);
+          return;
+        }
+      }
     } else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
       conn_close(c);
     }
@@ -302,7 +325,8 @@ int main(int argc, char **argv) {
   fflush(stdout);
 
   unsigned char *ubuf = malloc(UDP_MAX + 1);
-  if (!ubuf) die("malloc");
+  rbuf = malloc(BUF_SIZE);
+  if (!ubuf || !rbuf) die("malloc");
   struct epoll_event events[MAX_EVENTS];
   while (!stop_flag) {
     int n = epoll_wait(epfd, events, MAX_EVENTS, -1);
@@ -327,6 +351,7 @@ int main(int argc, char **argv) {
   if (tfd >= 0) close(tfd);
   if (ufd >= 0) close(ufd);
   free(ubuf);
+  free(rbuf);
   free(conns);
   return 0;
 }
