@@ -845,7 +845,11 @@ export async function main(argv: string[]): Promise<number> {
       `- noise: other processes used ${otherMed.toFixed(2)} cores (median; max ${
         otherMax.toFixed(2)
       }) during measurements, hypervisor steal ${(stealMed ?? 0).toFixed(2)} cores${
-        otherMax > 0.1 ? " — **the machine was not quiet; treat the figures as rough**" : ""
+        otherMed > 0.1
+          ? " — **the machine was not quiet; treat the figures as rough**"
+          : otherMax > 0.25
+          ? " — some samples were disturbed (per-sample `cpu.otherCores` in the JSON)"
+          : ""
       }`,
     );
   }
