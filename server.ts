@@ -4,6 +4,8 @@
  *
  * ```sh
  * deno run --allow-net server.ts [--host ADDR] [--port PORT] [--tcp|--udp] [--once] [-v|-q] [--json]
+ * deno run --allow-net --allow-read server.ts --tls-cert FILE --tls-key FILE [options]
+ * deno run --allow-read --allow-write --allow-net server.ts --unix PATH [options]
  * ```
  *
  * @module
@@ -31,15 +33,23 @@ import { validatePolicy } from "./_policy.ts";
 import {
   describeListener,
   type EchoImpairOptions,
+  type EchoServer,
+  type ListenInfo,
   serveEcho,
   type ServeEchoOptions,
 } from "./serve.ts";
+import { serveTcpEcho, type TlsServerOptions } from "./tcp.ts";
+import { serveUnixEcho, type UnixEchoOptions, type UnixEchoServer } from "./unix.ts";
 import type { EchoStats } from "./stats.ts";
 
 const SPEC: CliSpec = {
   name: "server.ts",
   summary: "TCP and UDP echo server (RFC 862)",
-  usage: ["deno run --allow-net server.ts [options]"],
+  usage: [
+    "deno run --allow-net server.ts [options]",
+    "deno run --allow-net --allow-read server.ts --tls-cert FILE --tls-key FILE [options]",
+    "deno run --allow-read --allow-write --allow-net server.ts --unix PATH [options]",
+  ],
   flags: [
     {
       name: "host",
@@ -72,6 +82,28 @@ const SPEC: CliSpec = {
     { name: "json", type: "boolean", description: "one JSON object per event line" },
     { name: "help", short: "h", type: "boolean", description: "show this help" },
     { name: "version", short: "V", type: "boolean", description: "show the version" },
+    {
+      name: "tls-cert",
+      type: "string",
+      arg: "FILE",
+      group: "Transports (TCP only: no UDP with these)",
+      description:
+        "serve TLS instead of plain TCP with this PEM certificate chain (needs --tls-key)",
+    },
+    {
+      name: "tls-key",
+      type: "string",
+      arg: "FILE",
+      group: "Transports (TCP only: no UDP with these)",
+      description: "the certificate's PEM private key (unencrypted)",
+    },
+    {
+      name: "unix",
+      type: "string",
+      arg: "PATH",
+      group: "Transports (TCP only: no UDP with these)",
+      description: "serve on a Unix domain socket at PATH instead (stale socket replaced)",
+    },
     {
       name: "max-connections",
       type: "string",
@@ -184,11 +216,23 @@ const SPEC: CliSpec = {
       "deno run --allow-net server.ts --host 0.0.0.0 --allow 192.168.0.0/16",
       "reachable from the network, but only the local subnet is served",
     ],
+    [
+      "deno run --allow-net --allow-read server.ts --tls-cert cert.pem --tls-key key.pem",
+      "echo over TLS on 127.0.0.1:5006 (try: client.ts --tls --ca cert.pem)",
+    ],
+    [
+      "deno run --allow-read --allow-write --allow-net server.ts --unix /tmp/echo.sock",
+      "echo on a Unix socket, removed again on exit (try: client.ts --unix /tmp/echo.sock)",
+    ],
   ],
   notes: [
     "Events go to stdout, warnings and errors to stderr. SIGINT or SIGTERM shuts down gracefully\n" +
     "(open TCP sessions get a few seconds to finish); a second signal exits at once. SIGUSR2 prints\n" +
     "the counters (not SIGUSR1: Deno 2.9 opens a debugger on 127.0.0.1:9229 on SIGUSR1). Durations: 250ms, 10s, 2m (a bare number is milliseconds).",
+    "--tls-cert/--tls-key serve TLS on TCP only (UDP is off; --udp with them is an error) and need\n" +
+    "--allow-read for the two files. --unix serves a stream socket (no UDP, no --host, --port or\n" +
+    "--allow) and needs --allow-read, --allow-write and --allow-net for PATH (Deno asks for all\n" +
+    "three; --allow-net=unix:PATH is enough of the last).",
   ],
 };
 
@@ -266,6 +310,131 @@ function parseRate(text: string, flag: string): number {
   return value;
 }
 
+/** What the transport flags ask for: TLS (with the files read) or a Unix socket, or neither. */
+interface TransportChoice {
+  /** Certificate and key, read from --tls-cert and --tls-key. */
+  tls?: TlsServerOptions;
+  /** The socket path of --unix. */
+  unix?: string;
+}
+
+/**
+ * Checks the transport flags against each other and reads the TLS files. A file that is missing,
+ * unreadable or not PEM is a usage error; a missing --allow-read is left to Deno's NotCapable,
+ * which names the flag.
+ */
+async function transportChoice(values: FlagValues): Promise<TransportChoice> {
+  const certFile = values["tls-cert"] as string | undefined;
+  const keyFile = values["tls-key"] as string | undefined;
+  const unix = values.unix as string | undefined;
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new UsageError("--tls-cert and --tls-key go together: give both");
+  }
+  const tls = certFile !== undefined;
+  if (values.udp && tls) throw new UsageError("--udp and --tls-cert conflict: TLS serves TCP only");
+  if (values.udp && unix !== undefined) {
+    throw new UsageError("--udp and --unix conflict: a Unix socket serves streams only");
+  }
+  if (tls && unix !== undefined) {
+    throw new UsageError("--tls-cert and --unix conflict: TLS is served over TCP only");
+  }
+  if (unix !== undefined) {
+    if (unix === "") throw new UsageError("--unix must not be empty");
+    for (const flag of ["host", "port", "allow"]) {
+      if (values[flag] !== undefined) {
+        throw new UsageError(`--unix and --${flag} conflict: a Unix socket has no network address`);
+      }
+    }
+    return { unix };
+  }
+  if (!tls) return {};
+  return {
+    tls: {
+      cert: await readPem(certFile!, "--tls-cert", /-----BEGIN CERTIFICATE-----/, "certificate"),
+      key: await readPem(keyFile!, "--tls-key", /-----BEGIN (?:RSA |EC )?PRIVATE KEY-----/, "key"),
+    },
+  };
+}
+
+/** Reads a PEM file named by a flag; anything but a missing permission is a usage error. */
+async function readPem(
+  file: string,
+  flag: string,
+  marker: RegExp,
+  what: "certificate" | "key",
+): Promise<string> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) throw error;
+    const why = error instanceof Deno.errors.NotFound
+      ? "no such file"
+      : error instanceof Deno.errors.IsADirectory
+      ? "is a directory"
+      : error instanceof Deno.errors.PermissionDenied
+      ? "not readable (file permissions)"
+      : (error as Error).message.split("\n")[0];
+    throw new UsageError(`${flag} ${file}: ${why}`);
+  }
+  if (what === "key" && /ENCRYPTED/.test(text)) {
+    throw new UsageError(`${flag} ${file}: the key is encrypted; give an unencrypted PEM key`);
+  }
+  if (!marker.test(text)) {
+    throw new UsageError(
+      `${flag} ${file}: no PEM ${what} in it (expected "${marker.source.replace(/\(.*\)\?/, "")}")`,
+    );
+  }
+  return text;
+}
+
+/**
+ * Starts what the flags ask for: a Unix socket, TLS on TCP, or TCP and/or UDP. The event hooks are
+ * the same for all three; they print clients with peer(), which also takes Unix addresses.
+ */
+async function start(
+  options: ServeEchoOptions,
+  choice: TransportChoice,
+): Promise<EchoServer | UnixEchoServer> {
+  if (choice.unix !== undefined) {
+    const { hostname: _hostname, port: _port, transport: _transport, ...rest } = options;
+    // The hooks receive Unix addresses here, which peer() and describeListener() print.
+    const unixOptions = { ...rest, path: choice.unix } as unknown as UnixEchoOptions;
+    try {
+      return await serveUnixEcho(unixOptions);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotCapable)) throw error;
+      throw new Deno.errors.NotCapable(
+        `--unix needs --allow-read, --allow-write and --allow-net for ${choice.unix} (${
+          (error as Error).message.split("\n")[0].replace(/, run again with.*$/, "")
+        })`,
+      );
+    }
+  }
+  if (choice.tls) {
+    try {
+      return serveTcpEcho({ ...options, tls: choice.tls });
+    } catch (error) {
+      if (error instanceof TypeError) {
+        throw new UsageError(`--tls-cert/--tls-key: ${error.message}`);
+      }
+      throw error;
+    }
+  }
+  return await serveEcho(options);
+}
+
+/** A client's address for messages: `host:port`, or for a Unix socket client its path if named. */
+function peer(addr: Deno.Addr): string {
+  if (addr.transport === "tcp" || addr.transport === "udp") return formatAddress(addr);
+  return "path" in addr && addr.path ? addr.path : `${addr.transport} client`;
+}
+
+/** A listener for the ready line: `tcp 127.0.0.1:5006`, `tls [::1]:5006`, `unix /tmp/echo.sock`. */
+function describeReady(info: ListenInfo): string {
+  return info.secure ? `tls ${formatAddress(info)}` : describeListener(info);
+}
+
 async function main(): Promise<number> {
   const { values, positionals } = parseFlags(SPEC, Deno.args);
   if (values.help) {
@@ -278,6 +447,8 @@ async function main(): Promise<number> {
   }
   if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const serveOptions = options(values);
+  const choice = await transportChoice(values);
+  if (choice.tls) serveOptions.transport = "tcp";
   const json = Boolean(values.json);
   const quiet = Boolean(values.quiet);
   const verbose = Boolean(values.verbose);
@@ -309,20 +480,20 @@ async function main(): Promise<number> {
       serveOptions.maxConnections = value;
     }
   }
-  if (!isLoopback(serveOptions.hostname!)) {
+  if (choice.unix === undefined && !isLoopback(serveOptions.hostname!)) {
     warn(
       `the echo service on ${serveOptions.hostname} is reachable from the network` +
         (serveOptions.allow ? "" : " (restrict it with --allow CIDR)"),
     );
   }
-  const server = await serveEcho({
+  const server = await start({
     ...serveOptions,
     signal: controller.signal,
     onListen(info) {
       emit(
         "listening",
         { ...info },
-        `listening ${describeListener(info)}${
+        `listening ${describeReady(info)}${
           info.impairment ? ` (impaired: ${info.impairment})` : ""
         }`,
       );
@@ -335,22 +506,22 @@ async function main(): Promise<number> {
     onConnection: quiet ? undefined : ({ id, remoteAddr }) =>
       emit(
         "connection",
-        { id, remote: formatAddress(remoteAddr) },
-        `connection #${id} from ${colors.cyan(formatAddress(remoteAddr))}`,
+        { id, remote: peer(remoteAddr) },
+        `connection #${id} from ${colors.cyan(peer(remoteAddr))}`,
       ),
     onData: verbose
       ? ({ id, remoteAddr, data }) =>
         emit(
           "data",
-          { id, remote: formatAddress(remoteAddr), size: data.length, ...payload(data) },
-          `received from ${formatAddress(remoteAddr)} (#${id}): ${showBytes(data)}`,
+          { id, remote: peer(remoteAddr), size: data.length, ...payload(data) },
+          `received from ${peer(remoteAddr)} (#${id}): ${showBytes(data)}`,
         )
       : undefined,
     onClose: quiet ? undefined : ({ id, remoteAddr, bytes, duration, reason }) =>
       emit(
         "close",
-        { id, remote: formatAddress(remoteAddr), bytes, duration_ms: duration, reason },
-        `closed #${id} ${formatAddress(remoteAddr)}: ${bytes} bytes echoed in ${
+        { id, remote: peer(remoteAddr), bytes, duration_ms: duration, reason },
+        `closed #${id} ${peer(remoteAddr)}: ${bytes} bytes echoed in ${
           duration.toFixed(1)
         }ms (${reason})`,
       ),
@@ -365,17 +536,16 @@ async function main(): Promise<number> {
     onReject: quiet ? undefined : ({ transport, remoteAddr, reason, detail }) =>
       emit(
         "reject",
-        { transport, remote: formatAddress(remoteAddr), reason, ...(detail ? { detail } : {}) },
-        `refused ${transport} ${formatAddress(remoteAddr)}: ${reason}${
-          detail ? ` (${detail})` : ""
-        }`,
+        { transport, remote: peer(remoteAddr), reason, ...(detail ? { detail } : {}) },
+        `refused ${transport} ${peer(remoteAddr)}: ${reason}${detail ? ` (${detail})` : ""}`,
       ),
     onError(error) {
       if (json) emit("error", { message: error.message }, "");
       console.error(`server.ts: ${paletteFor(Deno.stderr).yellow("warning")}: ${error.message}`);
     },
-  });
-  const onStatsSignal = () => emit("stats", { stats: server.stats }, `stats: ${summary(server.stats)}`);
+  }, choice);
+  const onStatsSignal = () =>
+    emit("stats", { stats: server.stats }, `stats: ${summary(server.stats)}`);
   try {
     Deno.addSignalListener("SIGUSR2", onStatsSignal);
   } catch {

@@ -137,7 +137,8 @@ export interface TcpClientOptions extends EchoClientOptions {
   tls?: TlsClientOptions;
   /**
    * Connect to the Unix domain socket at this path instead of `hostname` and `port` (which must
-   * then be left out); needs `--allow-read` and `--allow-write` for the path. Not with `tls`.
+   * then be left out); needs `--allow-read`, `--allow-write` and `--allow-net` (`unix:PATH`) for
+   * the path. Not with `tls`.
    */
   unix?: string;
 }

@@ -1,7 +1,8 @@
 /**
  * Echo over Unix domain sockets: {@linkcode serveUnixEcho} serves the same stream echo as TCP on a
  * socket file; clients connect with `echoTcp(message, { unix: path })` or
- * `echoTcpStream(input, { unix: path })`. Needs `--allow-read` and `--allow-write` for the path.
+ * `echoTcpStream(input, { unix: path })`. Deno 2.9 asks for `--allow-read`, `--allow-write` and
+ * `--allow-net` for a Unix socket (the last can be narrowed to `--allow-net=unix:PATH`).
  *
  * @module
  */
@@ -126,7 +127,8 @@ export interface UnixEchoServer extends Omit<EchoServer, "addr" | "listeners"> {
  * cannot be bound (no such directory, no access).
  * @throws {TypeError} When `path` is empty or not a string.
  * @throws {RangeError} When `path` is longer than {@linkcode MAX_UNIX_PATH_BYTES} bytes.
- * @throws {Deno.errors.NotCapable} Without `--allow-read` and `--allow-write` for the path.
+ * @throws {Deno.errors.NotCapable} Without `--allow-read`, `--allow-write` and `--allow-net`
+ * (`unix:PATH`) for the path.
  */
 export async function serveUnixEcho(options: UnixEchoOptions): Promise<UnixEchoServer> {
   const path = options?.path;
