@@ -292,6 +292,68 @@ export function reportFailure(name: string, error: unknown): number {
   return EXIT_FAILURE;
 }
 
+/** PEM markers that `readPemFile` looks for. */
+const PEM_MARKERS = {
+  certificate: /-----BEGIN CERTIFICATE-----/,
+  key: /-----BEGIN (?:RSA |EC )?PRIVATE KEY-----/,
+} as const;
+
+/**
+ * Reads a PEM file named by a flag (`--tls-cert`, `--tls-key`, `--ca`). A file that is missing,
+ * unreadable, encrypted or holds no PEM block of the right kind is a usage error naming the flag and
+ * the file; a missing `--allow-read` stays Deno's NotCapable, whose message names that flag.
+ *
+ * @param file The path given.
+ * @param flag The flag, for the message.
+ * @param kind What the file must hold.
+ * @returns The file's text.
+ */
+export async function readPemFile(
+  file: string,
+  flag: string,
+  kind: "certificate" | "key",
+): Promise<string> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) throw error;
+    const why = error instanceof Deno.errors.NotFound
+      ? "no such file"
+      : error instanceof Deno.errors.IsADirectory
+      ? "is a directory"
+      : error instanceof Deno.errors.PermissionDenied
+      ? "not readable (file permissions)"
+      : (error as Error).message.split("\n")[0];
+    throw new UsageError(`${flag} ${file}: ${why}`);
+  }
+  if (kind === "key" && /ENCRYPTED/.test(text)) {
+    throw new UsageError(`${flag} ${file}: the key is encrypted; give an unencrypted PEM key`);
+  }
+  if (!PEM_MARKERS[kind].test(text)) {
+    const expected = kind === "key" ? "-----BEGIN PRIVATE KEY-----" : "-----BEGIN CERTIFICATE-----";
+    throw new UsageError(`${flag} ${file}: no PEM ${kind} in it (expected "${expected}")`);
+  }
+  return text;
+}
+
+/**
+ * Rewrites a missing permission for a Unix socket so the one line names every flag Deno 2.9 asks
+ * for (it reports them one at a time: read, then write, then net); other errors pass through.
+ *
+ * @param error What was thrown.
+ * @param path The socket path.
+ * @returns The error to throw.
+ */
+export function unixPermissionError(error: unknown, path: string): unknown {
+  if (!(error instanceof Deno.errors.NotCapable)) return error;
+  const detail = error.message.split("\n")[0].replace(/, run again with.*$/, "");
+  return new Deno.errors.NotCapable(
+    `--unix needs --allow-read, --allow-write and --allow-net (or --allow-net=unix:${path}) ` +
+      `for ${path} (${detail})`,
+  );
+}
+
 const printableText = new TextDecoder("utf-8", { fatal: true });
 
 /**

@@ -20,9 +20,11 @@ import {
   parseFlags,
   parseInteger,
   parsePort,
+  readPemFile,
   renderHelp,
   runCli,
   showBytes,
+  unixPermissionError,
   UsageError,
   VERSION,
 } from "./_cli.ts";
@@ -350,42 +352,10 @@ async function transportChoice(values: FlagValues): Promise<TransportChoice> {
   if (!tls) return {};
   return {
     tls: {
-      cert: await readPem(certFile!, "--tls-cert", /-----BEGIN CERTIFICATE-----/, "certificate"),
-      key: await readPem(keyFile!, "--tls-key", /-----BEGIN (?:RSA |EC )?PRIVATE KEY-----/, "key"),
+      cert: await readPemFile(certFile!, "--tls-cert", "certificate"),
+      key: await readPemFile(keyFile!, "--tls-key", "key"),
     },
   };
-}
-
-/** Reads a PEM file named by a flag; anything but a missing permission is a usage error. */
-async function readPem(
-  file: string,
-  flag: string,
-  marker: RegExp,
-  what: "certificate" | "key",
-): Promise<string> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(file);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotCapable) throw error;
-    const why = error instanceof Deno.errors.NotFound
-      ? "no such file"
-      : error instanceof Deno.errors.IsADirectory
-      ? "is a directory"
-      : error instanceof Deno.errors.PermissionDenied
-      ? "not readable (file permissions)"
-      : (error as Error).message.split("\n")[0];
-    throw new UsageError(`${flag} ${file}: ${why}`);
-  }
-  if (what === "key" && /ENCRYPTED/.test(text)) {
-    throw new UsageError(`${flag} ${file}: the key is encrypted; give an unencrypted PEM key`);
-  }
-  if (!marker.test(text)) {
-    throw new UsageError(
-      `${flag} ${file}: no PEM ${what} in it (expected "${marker.source.replace(/\(.*\)\?/, "")}")`,
-    );
-  }
-  return text;
 }
 
 /**
@@ -403,12 +373,7 @@ async function start(
     try {
       return await serveUnixEcho(unixOptions);
     } catch (error) {
-      if (!(error instanceof Deno.errors.NotCapable)) throw error;
-      throw new Deno.errors.NotCapable(
-        `--unix needs --allow-read, --allow-write and --allow-net for ${choice.unix} (${
-          (error as Error).message.split("\n")[0].replace(/, run again with.*$/, "")
-        })`,
-      );
+      throw unixPermissionError(error, choice.unix);
     }
   }
   if (choice.tls) {
