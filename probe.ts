@@ -63,6 +63,10 @@ export const DEFAULT_PROBE_SIZE = 64;
 export const DEFAULT_PROBE_UDP_TIMEOUT = 1000;
 /** Default time a TCP request may go unanswered before its connection counts an error, in ms. */
 export const DEFAULT_PROBE_TCP_TIMEOUT = 5000;
+/** Default chunk size of `stream` mode, in bytes (64 KiB). */
+export const DEFAULT_STREAM_SIZE = 64 * 1024;
+/** Default chunks in flight per connection in `stream` mode (a 256 KiB window). */
+export const DEFAULT_STREAM_PIPELINE = 4;
 /** The largest TCP request size accepted, in bytes (16 MiB). */
 export const MAX_PROBE_TCP_SIZE = 16 * 1024 * 1024;
 /** The most connections or sockets one run may open. */
@@ -228,9 +232,6 @@ const SPIN_WINDOW = 4;
 const PROGRESS_PERIOD = 1000;
 /** The most bytes one TCP write or read covers. */
 const MAX_IO = 256 * 1024;
-/** Default stream chunk and window depth. */
-const DEFAULT_STREAM_SIZE = 64 * 1024;
-const DEFAULT_STREAM_PIPELINE = 4;
 
 interface Settings {
   hostname: string;
