@@ -185,11 +185,14 @@ class StreamServer implements EchoServer {
       }
       if (this.#policy.shaper) {
         bytes = await this.#shapedEcho(session, id);
+        if (session.closedBy) reason = session.closedBy;
       } else {
         const maxBytes = this.#policy.maxSessionBytes ?? Infinity;
         let buffer = new Uint8Array(INITIAL_BUFFER);
         for (;;) {
-          const n = await conn.read(buffer);
+          // Never read past the byte cap, so exactly maxSessionBytes are echoed.
+          const left = maxBytes - bytes;
+          const n = await conn.read(left < buffer.length ? buffer.subarray(0, left) : buffer);
           if (n === null) break;
           session.reads++;
           stats.bytesIn += n;
@@ -251,6 +254,7 @@ class StreamServer implements EchoServer {
     const queue: { data: Uint8Array; at: number }[] = [];
     let queued = 0;
     let ended = false;
+    let read = 0;
     let bytes = 0;
     let wakeWriter: (() => void) | undefined;
     let wakeReader: (() => void) | undefined;
@@ -261,9 +265,10 @@ class StreamServer implements EchoServer {
             await new Promise<void>((r) => (wakeReader = r));
           }
           if (ended) break;
-          const buffer = new Uint8Array(MAX_BUFFER);
+          const buffer = new Uint8Array(Math.min(MAX_BUFFER, maxBytes - read));
           const n = await conn.read(buffer);
           if (n === null) break;
+          read += n;
           session.reads++;
           stats.bytesIn += n;
           const data = buffer.subarray(0, n);
@@ -277,6 +282,7 @@ class StreamServer implements EchoServer {
           queue.push({ data, at: shaper.sendTime(performance.now(), n) });
           queued += n;
           wakeWriter?.();
+          if (read >= maxBytes) break; // the writer closes the session once it is all echoed
         }
       } finally {
         ended = true;
