@@ -262,8 +262,8 @@ export const LOADGEN: GeneratorEntry = {
 /**
  * The hook for the row "client.ts (our generator) vs C server": runs
  * `deno run --allow-net client.ts --bench --json ...` against the C server once client.ts has a
- * `--bench` mode, and is skipped until then. Its flags mirror loadgen's; durations use the
- * project's grammar (`5s`).
+ * `--bench` mode, and is skipped until then. The cell is given in client.ts's own flags (see
+ * `clientFlags`); durations use the project's grammar (`5s`).
  *
  * @example
  * ```ts
@@ -281,13 +281,34 @@ export const CLIENT_BENCH: GeneratorEntry = {
     CLIENT_TS,
     "--bench",
     "--json",
-    ...cellFlags(cell, port),
+    ...clientFlags(cell, port),
     "--duration",
     `${s.duration}s`,
     "--warmup",
     `${s.warmup}s`,
   ],
 };
+
+/**
+ * The cell in client.ts's own flags: `--udp` and `--stream` instead of loadgen's `--proto` and
+ * `--mode`, and loadgen's 200 ms UDP loss timeout so both count a datagram lost alike.
+ */
+function clientFlags(cell: Cell, port: number): string[] {
+  return [
+    "--host",
+    HOST,
+    "--port",
+    String(port),
+    ...(cell.proto === "udp" ? ["--udp", "--timeout", "200ms"] : []),
+    ...(cell.mode === "stream" ? ["--stream"] : []),
+    "--connections",
+    String(cell.connections),
+    "--size",
+    String(cell.size),
+    "--pipeline",
+    String(cell.pipeline),
+  ];
+}
 
 function cellFlags(cell: Cell, port: number): string[] {
   return [
