@@ -78,21 +78,43 @@ export class LineReader {
   }
 
   /**
-   * Reads until a line matches, failing if the stream ends first.
+   * Reads until a line matches, failing if the stream ends first, or (a watchdog, so a wrong
+   * pattern fails the test instead of hanging the suite) if nothing matches within `limit` ms.
    *
    * @param pattern What to wait for.
+   * @param limit Watchdog, in ms.
    * @returns The match.
    */
-  async waitFor(pattern: RegExp): Promise<RegExpExecArray> {
-    for (;;) {
-      const line = await this.next();
-      if (line === undefined) {
-        throw new Error(
-          `stream ended before a line matching ${pattern}; saw:\n${this.seen.join("\n")}`,
-        );
+  async waitFor(pattern: RegExp, limit = 30_000): Promise<RegExpExecArray> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `no line matching ${pattern} within ${limit}ms; saw:\n${this.seen.join("\n")}`,
+            ),
+          ),
+        limit,
+      );
+    });
+    const search = (async () => {
+      for (;;) {
+        const line = await this.next();
+        if (line === undefined) {
+          throw new Error(
+            `stream ended before a line matching ${pattern}; saw:\n${this.seen.join("\n")}`,
+          );
+        }
+        const match = pattern.exec(line);
+        if (match) return match;
       }
-      const match = pattern.exec(line);
-      if (match) return match;
+    })();
+    search.catch(() => {}); // reported through the race, or moot once the watchdog fired
+    try {
+      return await Promise.race([search, expired]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 

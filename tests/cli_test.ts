@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { Random, randomSeed } from "../_random.ts";
 import { echoTcp } from "../tcp.ts";
 import { echoUdp } from "../udp.ts";
-import { LineReader, randomBytes, readAll, ROOT, sha256, test } from "./_helpers.ts";
+import { HAS_IPV6, LineReader, randomBytes, readAll, ROOT, sha256, test } from "./_helpers.ts";
 
 const SEED = Number(Deno.env.get("ECHO_TEST_SEED") ?? randomSeed());
 const HOST = "127.0.0.1";
@@ -384,4 +384,128 @@ test("cli: without unstable net, UDP falls back to node:dgram and says so once o
     "note: UDP runs on node:dgram; run with --unstable-net to use Deno.listenDatagram",
   ]);
   assert.equal(stderr.trim(), notes[0]);
+});
+
+test("cli: IPv6 loopback on both programs, with and without brackets", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", "server.ts", "--host", "::1", "-p", "0"],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stdout = new LineReader(child.stdout);
+  const stderr = new Response(child.stderr).text();
+  const port = Number((await stdout.waitFor(/^listening tcp \[::1\]:(\d+)$/))[1]);
+  await stdout.waitFor(new RegExp(`^listening udp \\[::1\\]:${port}$`));
+  const [tcp, udp] = await Promise.all([
+    run("client.ts", ["--host", "::1", "-p", String(port), "v6"]),
+    run("client.ts", ["-u", "--host", "[::1]", "-p", String(port), "v6"]),
+  ]);
+  assert.equal(tcp.code, 0, tcp.stderr);
+  assert.match(tcp.stdout, new RegExp(`^reply from tcp \\[::1\\]:${port}: "v6" \\(2 bytes\\)`));
+  assert.equal(udp.code, 0, udp.stderr);
+  assert.match(udp.stdout, new RegExp(`^reply from udp \\[::1\\]:${port}: "v6" \\(2 bytes\\)`));
+  child.kill("SIGINT");
+  const [status, lines] = await Promise.all([child.status, stdout.rest(), stderr]);
+  assert.equal(status.code, 0);
+  assert.match(lines.at(-1)!, /^stopped: 1 TCP sessions, 1 datagrams/);
+}, { ignore: !HAS_IPV6 });
+
+test("cli: server -v shows each message as text, or as a hex dump when binary", async () => {
+  const server = await startServer(["-p", "0", "-v"]);
+  await echoTcp("plain text", { port: server.port });
+  await server.stdout.waitFor(/^received from 127\.0\.0\.1:\d+ \(#1\): "plain text"$/);
+  await echoUdp(new Uint8Array([0, 1, 2, 0xff, 0x41]), { port: server.port });
+  await server.stdout.waitFor(/^received from 127\.0\.0\.1:\d+ \(udp\): 5 bytes:$/);
+  await server.stdout.waitFor(/^ {2}00000000 {2}00 01 02 ff 41 {35}\|\.\.\.\.A\|$/);
+  const { code } = await stopServer(server);
+  assert.equal(code, 0);
+});
+
+test("cli: client failures against misbehaving servers exit 1 with one line", async () => {
+  // A TCP server that answers with one byte changed, and one that never answers.
+  const corrupting = Deno.listen({ hostname: HOST, port: 0 });
+  const silent = Deno.listen({ hostname: HOST, port: 0 });
+  const serveOne = async (listener: Deno.Listener, answer: boolean) => {
+    const conn = await listener.accept();
+    try {
+      const buffer = new Uint8Array(64);
+      let got = 0;
+      while (got < 11) {
+        const n = await conn.read(buffer.subarray(got));
+        if (n === null) break;
+        got += n;
+      }
+      if (answer) {
+        buffer[6] ^= 0x20;
+        await conn.write(buffer.subarray(0, got));
+      }
+      while ((await conn.read(buffer)) !== null) {
+        // wait for the client to give up
+      }
+    } catch {
+      // the client may reset
+    } finally {
+      conn.close();
+      listener.close();
+    }
+  };
+  const servers = [serveOne(corrupting, true), serveOne(silent, false)];
+  const closed = closedPort();
+  const [mismatch, timeout, stdinRefused, tooBig] = await Promise.all([
+    run("client.ts", ["-p", String((corrupting.addr as Deno.NetAddr).port)]),
+    run("client.ts", ["-p", String((silent.addr as Deno.NetAddr).port), "--timeout", "100ms"]),
+    run("client.ts", ["--stdin", "-p", String(closed)], { stdin: new Uint8Array(10) }),
+    run("client.ts", ["-u", "-p", "9", "x".repeat(65_508)]),
+  ]);
+  await Promise.all(servers);
+  assert.equal(mismatch.code, 1, mismatch.stderr);
+  assertOneLine(
+    mismatch.stderr,
+    /^client\.ts: error: reply from tcp 127\.0\.0\.1:\d+ differs from the message at byte 6$/,
+    "mismatch",
+  );
+  assert.equal(timeout.code, 1, timeout.stderr);
+  assertOneLine(
+    timeout.stderr,
+    /^client\.ts: error: no complete reply from tcp 127\.0\.0\.1:\d+ within 100ms$/,
+    "timeout",
+  );
+  assert.equal(stdinRefused.code, 1, stdinRefused.stderr);
+  assert.equal(stdinRefused.stdout, "");
+  assertOneLine(
+    stdinRefused.stderr,
+    /cannot connect to tcp 127\.0\.0\.1:\d+: connection refused$/,
+    "--stdin",
+  );
+  assert.equal(tooBig.code, 2, tooBig.stderr);
+  assertOneLine(tooBig.stderr, /a UDP message holds at most 65507 bytes, got 65508/, "too big");
+});
+
+test("cli: --stdin with empty input echoes nothing and exits 0", async () => {
+  const server = await startServer(["-p", "0", "--tcp", "--once"], { listeners: 1 });
+  const client = await run("client.ts", ["--stdin", "-p", String(server.port)], {
+    stdin: new Uint8Array(0),
+  });
+  assert.equal(client.code, 0, client.stderr);
+  assert.equal(client.stdout, "");
+  assertOneLine(client.stderr, /^echoed 0 B identical in /, "empty --stdin");
+  const { code } = await serverEnded(server);
+  assert.equal(code, 0);
+});
+
+test("cli: SIGINT with an idle session open waits out the grace period, then exits 0", async () => {
+  const server = await startServer(["-p", "0", "--tcp"], { listeners: 1 });
+  const conn = await Deno.connect({ hostname: HOST, port: server.port });
+  await server.stdout.waitFor(/^connection #1 from /);
+  const { code, lines, stderr } = await stopServer(server, "SIGINT");
+  assert.equal(code, 0, stderr);
+  assert.match(
+    lines.at(-2)!,
+    /^closed #1 127\.0\.0\.1:\d+: 0 bytes echoed in \d+\.\dms \(shutdown\)$/,
+  );
+  assert.match(lines.at(-1)!, /^stopped: 1 TCP sessions/);
+  assert.equal(await conn.read(new Uint8Array(1)), null);
+  conn.close();
 });
