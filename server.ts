@@ -42,7 +42,7 @@ import {
 } from "./serve.ts";
 import { serveTcpEcho, type TlsServerOptions } from "./tcp.ts";
 import { serveUnixEcho, type UnixEchoOptions, type UnixEchoServer } from "./unix.ts";
-import type { EchoStats } from "./stats.ts";
+import { createStats, type EchoStats } from "./stats.ts";
 
 const SPEC: CliSpec = {
   name: "server.ts",
@@ -451,8 +451,18 @@ async function main(): Promise<number> {
         (serveOptions.allow ? "" : " (restrict it with --allow CIDR)"),
     );
   }
+  // The counters exist before anything is bound, so SIGUSR2 is handled from the first ready line
+  // on: its default action would kill a server signalled just after printing it.
+  const stats = createStats();
+  const onStatsSignal = () => emit("stats", { stats }, `stats: ${summary(stats)}`);
+  try {
+    Deno.addSignalListener("SIGUSR2", onStatsSignal);
+  } catch {
+    // no SIGUSR2 on Windows
+  }
   const server = await start({
     ...serveOptions,
+    stats,
     signal: controller.signal,
     onListen(info) {
       emit(
@@ -509,13 +519,6 @@ async function main(): Promise<number> {
       console.error(`server.ts: ${paletteFor(Deno.stderr).yellow("warning")}: ${error.message}`);
     },
   }, choice);
-  const onStatsSignal = () =>
-    emit("stats", { stats: server.stats }, `stats: ${summary(server.stats)}`);
-  try {
-    Deno.addSignalListener("SIGUSR2", onStatsSignal);
-  } catch {
-    // no SIGUSR2 on Windows
-  }
   await server.finished;
   try {
     Deno.removeSignalListener("SIGUSR2", onStatsSignal);

@@ -308,6 +308,35 @@ test("cli: refusals by reason in the event lines, on SIGUSR2 (stats:) and in the
   }
 });
 
+test("cli: SIGUSR2 sent as soon as the ready line appears prints the counters (it used to kill some servers)", async () => {
+  // Its default action terminates the process, so the handler must be in place before the
+  // ready line is printed. Several servers at once, since the window was a few microseconds.
+  await Promise.all(Array.from({ length: 6 }, async () => {
+    const process = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-net", "server.ts", "-p", "0"],
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const child: Child = {
+      process,
+      stdout: new LineReader(process.stdout),
+      stderr: new Response(process.stderr).text(),
+      port: 0,
+    };
+    try {
+      await within(child.stdout.waitFor(/^listening /), "the first ready line");
+      process.kill("SIGUSR2");
+      await within(child.stdout.waitFor(/^stats: 0 TCP sessions, 0 datagrams/), "the stats line");
+      const { code } = await stopServer(child);
+      assert.equal(code, 0);
+    } finally {
+      await kill(child);
+    }
+  }));
+});
+
 test("cli --json: refusals are reject events, and the stats and stopped events carry dropped counters", async () => {
   const server = await startServer(["-p", "0", "--json", "--allow", "10.0.0.0/8"]);
   const socket = Deno.listenDatagram({ hostname: HOST, port: 0, transport: "udp" });
