@@ -450,6 +450,80 @@ test("echoTcpStream: a corrupted byte deep in the stream is reported at its offs
   await done;
 });
 
+test("echoTcpStream: a server that never echoes gives an EchoTimeoutError", async () => {
+  // It reads everything, half-close included, and holds the connection open until the end.
+  const release = Promise.withResolvers<void>();
+  const { port, done } = rawServer(async (conn) => {
+    await drain(conn);
+    await release.promise;
+  });
+  await assert.rejects(
+    echoTcpStream(ReadableStream.from([new Uint8Array(5000)]), { port, timeout: 200 }),
+    (error: unknown) => {
+      assert.ok(error instanceof EchoTimeoutError, String(error));
+      assert.match(
+        error.message,
+        /^no echo from tcp 127\.0\.0\.1:\d+ for 200ms with 5000 bytes in flight$/,
+      );
+      return true;
+    },
+  );
+  release.resolve();
+  await done;
+});
+
+test("echoTcpStream: a server that closes with bytes still owed gives an EchoMismatchError", async () => {
+  const { port, done } = rawServer(async (conn) => {
+    const all = await readToEnd(conn); // the client half-closes after its last byte
+    await writeAll(conn, all.subarray(0, 1000));
+  });
+  const data = randomBytes(5000, new Random(SEED));
+  await assert.rejects(echoTcpStream(ReadableStream.from([data]), { port }), (error: unknown) => {
+    assert.ok(error instanceof EchoMismatchError, String(error));
+    assert.equal(error.offset, 1000);
+    assert.match(error.message, /closed the connection after echoing 1000 of 5000 bytes$/);
+    return true;
+  });
+  await done;
+});
+
+test("echoTcpStream: a refused connection is an EchoConnectionError", async () => {
+  const port = closedPort();
+  await assert.rejects(
+    echoTcpStream(ReadableStream.from([new Uint8Array(10)]), { port }),
+    (error: unknown) => {
+      assert.ok(error instanceof EchoConnectionError, String(error));
+      assert.equal(error.address?.port, port);
+      return true;
+    },
+  );
+});
+
+test("shutdown: a session stuck writing to a client that never reads is closed after the grace", async () => {
+  const closes = new Recorder<CloseInfo>();
+  const server = serveTcpEcho({ port: 0, gracePeriod: 100, onClose: closes.push });
+  const hog = await Deno.connect({ hostname: HOST, port: server.addr.port });
+  const chunk = new Uint8Array(1024 * 1024);
+  const stuck = Promise.withResolvers<void>();
+  let written = 0;
+  const hogging = (async () => {
+    try {
+      for (;;) {
+        written += await hog.write(chunk);
+        if (written >= 4 * chunk.length) stuck.resolve();
+      }
+    } catch {
+      // closed below
+    }
+  })();
+  await stuck.promise;
+  await server.shutdown();
+  assert.deepEqual(closes.items.map((c) => c.reason), ["shutdown"]);
+  assert.ok(closes.items[0].bytes > 0);
+  hog.close();
+  await hogging;
+});
+
 test("echoTcpStream: a window below one byte is a RangeError", async () => {
   await assert.rejects(
     echoTcpStream(ReadableStream.from<Uint8Array>([]), { port: 1, window: 0 }),
