@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Random, randomSeed } from "../_random.ts";
-import { EchoTimeoutError } from "../errors.ts";
+import { EchoMismatchError, EchoTimeoutError } from "../errors.ts";
 import type { DatagramInfo } from "../serve.ts";
 import { echoUdp, MAX_UDP_PAYLOAD, resolveHost, serveUdpEcho } from "../udp.ts";
 import { HAS_IPV6, randomBytes, Recorder, test } from "./_helpers.ts";
@@ -150,6 +150,34 @@ for (const backend of BACKENDS) {
       await served;
     } finally {
       lossy.close();
+    }
+  });
+
+  test(`echoUdp (${backend}): a truncated or altered reply is an EchoMismatchError at its offset`, async () => {
+    const bad = rawSocket();
+    const served = (async () => {
+      for (const change of ["truncate", "alter"] as const) {
+        const [data, from] = await bad.receive();
+        const reply = change === "truncate" ? data.slice(0, 5) : data.slice();
+        if (change === "alter") reply[3] ^= 1;
+        await bad.send(reply, from);
+      }
+    })();
+    try {
+      for (const offset of [5, 3]) {
+        await assert.rejects(
+          echoUdp("Hello World", { port: portOf(bad), backend, timeout: 2000, retries: 0 }),
+          (error: unknown) => {
+            assert.ok(error instanceof EchoMismatchError, String(error));
+            assert.equal(error.offset, offset);
+            assert.match(error.message, new RegExp(`differs from the message at byte ${offset}$`));
+            return true;
+          },
+        );
+      }
+      await served;
+    } finally {
+      bad.close();
     }
   });
 
