@@ -297,8 +297,15 @@ test("cli: bad input exits 2 (usage) with one line and no stack trace", async ()
 test("cli: runtime failures exit 1 with one line naming the address", async () => {
   const taken = Deno.listen({ hostname: HOST, port: 0 });
   const takenPort = (taken.addr as Deno.NetAddr).port;
+  const takenUdp = Deno.listenDatagram({ hostname: HOST, port: 0, transport: "udp" });
+  const takenUdpPort = (takenUdp.addr as Deno.NetAddr).port;
   const closed = closedPort();
   try {
+    // The two UDP cases run one after the other: each binds TCP on the port before failing on UDP.
+    const udpInUse = await run("server.ts", ["-p", String(takenUdpPort)]);
+    const udpInUseFallback = await run("server.ts", ["-p", String(takenUdpPort)], {
+      deno: ["--no-config", "--allow-net"],
+    });
     const [inUse, refused, silent] = await Promise.all([
       run("server.ts", ["-p", String(takenPort)]),
       run("client.ts", ["-p", String(closed)]),
@@ -312,6 +319,17 @@ test("cli: runtime failures exit 1 with one line naming the address", async () =
       ),
       "server port in use",
     );
+    for (const [name, result] of [["deno", udpInUse], ["node:dgram", udpInUseFallback]] as const) {
+      assert.equal(result.code, 1, `${name}: ${result.stderr}`);
+      assert.match(
+        result.stderr.trimEnd(),
+        new RegExp(
+          `^server\\.ts: error: cannot listen on udp 127\\.0\\.0\\.1:${takenUdpPort}: address already in use$`,
+        ),
+        `${name}: ${result.stderr}`,
+      );
+      assert.doesNotMatch(result.stderr, /^\s+at /m);
+    }
     assert.equal(refused.code, 1, refused.stderr);
     assertOneLine(
       refused.stderr,
@@ -330,6 +348,7 @@ test("cli: runtime failures exit 1 with one line naming the address", async () =
     );
   } finally {
     taken.close();
+    takenUdp.close();
   }
 });
 
