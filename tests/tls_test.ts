@@ -4,6 +4,7 @@ import { EchoConnectionError, EchoTimeoutError } from "../errors.ts";
 import type { CloseInfo, ListenInfo } from "../serve.ts";
 import { echoTcp, echoTcpStream, serveTcpEcho } from "../tcp.ts";
 import { HAS_IPV6, randomBytes, readAll, Recorder, ROOT, sha256, test } from "./_helpers.ts";
+import { assertOneLine, runProgram, startServer, stopServer } from "./_cli_child.ts";
 
 /** One seed per run, named in failure messages so a failing run can be replayed. */
 const SEED = Number(Deno.env.get("ECHO_TEST_SEED") ?? randomSeed());
@@ -151,4 +152,149 @@ test("tls: bad certificate or key material is a TypeError naming what is wrong",
     () => serveTcpEcho({ port: 0, tls: { cert: new Uint8Array(1), key } as never }),
     /PEM text/,
   );
+});
+
+// ---- CLI: server.ts --tls-cert/--tls-key, client.ts --tls --ca --servername ----
+
+const SERVER_PERMS = ["--allow-net", "--allow-read"];
+
+test("tls cli: server --tls-cert/--tls-key serves TLS only on TCP; client --tls --ca echoes", async () => {
+  const server = await startServer(
+    ["-p", "0", "--tls-cert", CERT_FILE, "--tls-key", KEY_FILE],
+    SERVER_PERMS,
+    /^listening tls 127\.0\.0\.1:(\d+)$/,
+  );
+  const port = server.ready[1];
+  try {
+    const ok = await runProgram(
+      "client.ts",
+      ["--tls", "--ca", CERT_FILE, "-p", port, "hello tls"],
+      SERVER_PERMS,
+    );
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(
+      ok.stdout,
+      new RegExp(`^reply from tls 127\\.0\\.0\\.1:${port}: "hello tls" \\(9 bytes\\) time=`),
+    );
+    const named = await runProgram(
+      "client.ts",
+      ["--tls", "--ca", CERT_FILE, "--servername", "localhost", "-p", port, "--json"],
+      SERVER_PERMS,
+    );
+    assert.equal(named.code, 0, named.stderr);
+    assert.equal(JSON.parse(named.stdout).transport, "tls");
+    const data = randomBytes(1024 * 1024, new Random(SEED));
+    const streamed = await runProgram(
+      "client.ts",
+      ["--tls", "--ca", CERT_FILE, "-p", port, "--stdin"],
+      SERVER_PERMS,
+      data,
+    );
+    assert.equal(streamed.code, 0, streamed.stderr);
+    assert.equal(await sha256(streamed.stdoutBytes), await sha256(data), `seed ${SEED}`);
+    assert.match(streamed.stderr, new RegExp(`identical .* via tls 127\\.0\\.0\\.1:${port}\\n$`));
+
+    const untrusted = await runProgram("client.ts", ["--tls", "-p", port], SERVER_PERMS);
+    assert.equal(untrusted.code, 1);
+    assertOneLine(
+      untrusted.stderr,
+      /certificate not trusted \(UnknownIssuer\).*--ca FILE/,
+      "no --ca",
+    );
+    const wrongName = await runProgram(
+      "client.ts",
+      ["--tls", "--ca", CERT_FILE, "--servername", "example.com", "-p", port],
+      SERVER_PERMS,
+    );
+    assert.equal(wrongName.code, 1);
+    assertOneLine(wrongName.stderr, /not valid for name "example\.com"/, "wrong servername");
+    // No UDP listener: a datagram to the port gets no answer.
+    const udp = await runProgram(
+      "client.ts",
+      ["-u", "-p", port, "--timeout", "200ms", "--retries", "0"],
+      ["--allow-net"],
+    );
+    assert.equal(udp.code, 1);
+  } finally {
+    const { code, lines } = await stopServer(server);
+    assert.equal(code, 0);
+    assert.equal(lines.filter((l) => l.startsWith("listening")).length, 1, lines.join("\n"));
+  }
+});
+
+test("tls cli: --json ready line says secure", async () => {
+  const server = await startServer(
+    ["-p", "0", "--tls-cert", CERT_FILE, "--tls-key", KEY_FILE, "--json"],
+    SERVER_PERMS,
+    /"event":"listening"/,
+  );
+  const { code } = await stopServer(server);
+  const event = JSON.parse(server.ready.input);
+  assert.equal(event.transport, "tcp");
+  assert.equal(event.secure, true);
+  assert.equal(code, 0);
+});
+
+test("tls cli: bad or missing files and conflicting flags exit 2 with one line", async () => {
+  await using dir = {
+    path: await Deno.makeTempDir({ prefix: "echo_tls_" }),
+    async [Symbol.asyncDispose]() {
+      await Deno.remove(this.path, { recursive: true });
+    },
+  };
+  const otherKeyFile = `${dir.path}/other_key.pem`;
+  await Deno.writeTextFile(otherKeyFile, await otherKey());
+  const encrypted = `${dir.path}/encrypted.pem`;
+  await Deno.writeTextFile(encrypted, "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n");
+  const cases: [string, string[], RegExp][] = [
+    ["server.ts", ["--tls-cert", CERT_FILE], /--tls-cert and --tls-key go together/],
+    ["server.ts", ["--tls-key", KEY_FILE], /--tls-cert and --tls-key go together/],
+    [
+      "server.ts",
+      ["--tls-cert", `${dir.path}/missing.pem`, "--tls-key", KEY_FILE],
+      /--tls-cert .*missing\.pem: no such file/,
+    ],
+    ["server.ts", ["--tls-cert", dir.path, "--tls-key", KEY_FILE], /is a directory/],
+    [
+      "server.ts",
+      ["--tls-cert", KEY_FILE, "--tls-key", KEY_FILE],
+      /--tls-cert .*tls_key\.pem: no PEM certificate in it/,
+    ],
+    ["server.ts", ["--tls-cert", CERT_FILE, "--tls-key", CERT_FILE], /no PEM key in it/],
+    ["server.ts", ["--tls-cert", CERT_FILE, "--tls-key", encrypted], /the key is encrypted/],
+    [
+      "server.ts",
+      ["-p", "0", "--tls-cert", CERT_FILE, "--tls-key", otherKeyFile],
+      /does not belong to the certificate/,
+    ],
+    [
+      "server.ts",
+      ["--udp", "--tls-cert", CERT_FILE, "--tls-key", KEY_FILE],
+      /--udp and --tls-cert conflict/,
+    ],
+    ["client.ts", ["--tls", "--ca", `${dir.path}/missing.pem`], /--ca .*: no such file/],
+    ["client.ts", ["--tls", "--ca", KEY_FILE], /--ca .*: no PEM certificate/],
+    ["client.ts", ["--ca", CERT_FILE], /--ca applies to --tls only/],
+    ["client.ts", ["--servername", "localhost"], /--servername applies to --tls only/],
+    ["client.ts", ["--tls", "-u"], /--udp and --tls conflict/],
+  ];
+  for (const [program, args, pattern] of cases) {
+    const result = await runProgram(program as "server.ts", args, SERVER_PERMS);
+    const context = `${program} ${args.join(" ")}`;
+    assert.equal(result.code, 2, `${context}: ${result.stderr}`);
+    assertOneLine(result.stderr, pattern, context);
+  }
+});
+
+test("tls cli: without --allow-read, one line names the flag", async () => {
+  const server = await runProgram(
+    "server.ts",
+    ["-p", "0", "--tls-cert", CERT_FILE, "--tls-key", KEY_FILE],
+    ["--allow-net"],
+  );
+  assert.equal(server.code, 1);
+  assertOneLine(server.stderr, /permission denied: .*--allow-read/, "server");
+  const client = await runProgram("client.ts", ["--tls", "--ca", CERT_FILE], ["--allow-net"]);
+  assert.equal(client.code, 1);
+  assertOneLine(client.stderr, /permission denied: .*--allow-read/, "client");
 });

@@ -11,6 +11,7 @@ import {
   type UnixRejectInfo,
 } from "../unix.ts";
 import { LineReader, randomBytes, readAll, Recorder, sha256, test } from "./_helpers.ts";
+import { assertOneLine, runProgram, startServer, stopServer } from "./_cli_child.ts";
 
 /** One seed per run, named in failure messages so a failing run can be replayed. */
 const SEED = Number(Deno.env.get("ECHO_TEST_SEED") ?? randomSeed());
@@ -221,4 +222,96 @@ test("unix: the connection cap applies, and its refusals are reported as unix", 
   );
   assert.equal(server.stats.dropped.limit, 1);
   held.close();
+});
+
+// ---- CLI: server.ts --unix, client.ts --unix ----
+
+/** What Deno 2.9 asks for a Unix socket. */
+const UNIX_PERMS = ["--allow-read", "--allow-write", "--allow-net"];
+
+test("unix cli: server --unix serves, client --unix echoes and streams, SIGINT removes the file", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/cli.sock`;
+  const server = await startServer(["--unix", path], UNIX_PERMS, /^listening unix (.+)$/);
+  try {
+    assert.equal(server.ready[1], path);
+    assert.equal(await kindAt(path), "socket");
+    const ok = await runProgram("client.ts", ["--unix", path, "hello unix"], UNIX_PERMS);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, new RegExp(`^reply from unix ${path}: "hello unix" \\(10 bytes\\)`));
+    const data = randomBytes(1024 * 1024, new Random(SEED));
+    const streamed = await runProgram("client.ts", ["--unix", path, "--stdin"], UNIX_PERMS, data);
+    assert.equal(streamed.code, 0, streamed.stderr);
+    assert.equal(await sha256(streamed.stdoutBytes), await sha256(data), `seed ${SEED}`);
+    const json = await runProgram("client.ts", ["--unix", path, "--json"], UNIX_PERMS);
+    assert.deepEqual(
+      (({ transport, address }) => ({ transport, address }))(JSON.parse(json.stdout)),
+      { transport: "unix", address: path },
+    );
+  } finally {
+    const { code, lines } = await stopServer(server);
+    assert.equal(code, 0);
+    assert.ok(lines.some((l) => l === "connection #1 from unix client"), lines.join("\n"));
+  }
+  assert.equal(await kindAt(path), "none");
+});
+
+test("unix cli: taken paths exit 1, conflicting flags exit 2, each with one line", async () => {
+  await using dir = await tempDir();
+  const file = `${dir.path}/regular`;
+  await Deno.writeTextFile(file, "keep");
+  const regular = await runProgram("server.ts", ["--unix", file], UNIX_PERMS);
+  assert.equal(regular.code, 1);
+  assertOneLine(regular.stderr, /a regular file is in the way/, "regular file");
+  assert.equal(await Deno.readTextFile(file), "keep");
+
+  const path = `${dir.path}/live.sock`;
+  await using _live = await serveUnixEcho({ path });
+  const taken = await runProgram("server.ts", ["--unix", path], UNIX_PERMS);
+  assert.equal(taken.code, 1);
+  assertOneLine(taken.stderr, /a server is listening there/, "live server");
+
+  const missing = await runProgram("client.ts", ["--unix", `${dir.path}/none.sock`], UNIX_PERMS);
+  assert.equal(missing.code, 1);
+  assertOneLine(missing.stderr, /no such socket \(is the server running\?\)/, "no socket");
+
+  const cases: [string, string[], RegExp][] = [
+    ["server.ts", ["--udp", "--unix", path], /--udp and --unix conflict/],
+    ["server.ts", ["--unix", path, "-p", "7"], /--unix and --port conflict/],
+    ["server.ts", ["--unix", path, "--host", "::1"], /--unix and --host conflict/],
+    ["server.ts", ["--unix", path, "--allow", "10.0.0.0/8"], /--unix and --allow conflict/],
+    [
+      "server.ts",
+      ["--unix", path, "--tls-cert", "c.pem", "--tls-key", "k.pem"],
+      /--tls-cert and --unix conflict/,
+    ],
+    ["server.ts", ["--unix", ""], /--unix must not be empty/],
+    ["client.ts", ["--unix", path, "-u"], /--udp and --unix conflict/],
+    ["client.ts", ["--unix", path, "--tls"], /--tls and --unix conflict/],
+    ["client.ts", ["--unix", path, "-p", "7"], /--unix and --port conflict/],
+  ];
+  for (const [program, args, pattern] of cases) {
+    const result = await runProgram(program as "server.ts", args, UNIX_PERMS);
+    const context = `${program} ${args.join(" ")}`;
+    assert.equal(result.code, 2, `${context}: ${result.stderr}`);
+    assertOneLine(result.stderr, pattern, context);
+  }
+});
+
+test("unix cli: a missing permission is one line naming all three flags", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/perm.sock`;
+  for (const deno of [[], ["--allow-read"], ["--allow-read", "--allow-write"]]) {
+    for (const program of ["server.ts", "client.ts"] as const) {
+      const result = await runProgram(program, ["--unix", path], deno);
+      const context = `${program} with ${deno.join(" ") || "no permissions"}`;
+      assert.equal(result.code, 1, `${context}: ${result.stderr}`);
+      assertOneLine(
+        result.stderr,
+        /permission denied: --unix needs --allow-read, --allow-write and --allow-net/,
+        context,
+      );
+    }
+  }
+  assert.equal(await kindAt(path), "none");
 });
