@@ -37,6 +37,7 @@ import {
   type EchoImpairOptions,
   type EchoServer,
   type ListenInfo,
+  type RejectInfo,
   serveEcho,
   type ServeEchoOptions,
 } from "./serve.ts";
@@ -231,6 +232,8 @@ const SPEC: CliSpec = {
     "Events go to stdout, warnings and errors to stderr. SIGINT or SIGTERM shuts down gracefully\n" +
     "(open TCP sessions get a few seconds to finish); a second signal exits at once. SIGUSR2 prints\n" +
     "the counters (not SIGUSR1: Deno 2.9 opens a debugger on 127.0.0.1:9229 on SIGUSR1). Durations: 250ms, 10s, 2m (a bare number is milliseconds).",
+    "Refusal lines (refused ...) are limited to 10 a second for each transport and reason; the\n" +
+    "rest are summed up in one line a second, and the counters have every one.",
     "--tls-cert/--tls-key serve TLS on TCP only (UDP is off; --udp with them is an error) and need\n" +
     "--allow-read for the two files. --unix serves a stream socket (no UDP, no --host, --port or\n" +
     "--allow) and needs --allow-read, --allow-write and --allow-net for PATH (Deno asks for all\n" +
@@ -460,6 +463,22 @@ async function main(): Promise<number> {
   } catch {
     // no SIGUSR2 on Windows
   }
+  const rejects = quiet ? undefined : new RejectLines(
+    ({ transport, remoteAddr, reason, detail }) =>
+      emit(
+        "reject",
+        { transport, remote: peer(remoteAddr), reason, ...(detail ? { detail } : {}) },
+        `refused ${transport} ${peer(remoteAddr)}: ${reason}${detail ? ` (${detail})` : ""}`,
+      ),
+    (transport, reason, count) =>
+      emit(
+        "suppressed",
+        { transport, reason, count },
+        `refused ${count} more ${transport} ${
+          transport === "udp" ? "datagrams" : "connections"
+        }: ${reason} (not shown one by one; the counters have them)`,
+      ),
+  );
   const server = await start({
     ...serveOptions,
     stats,
@@ -508,18 +527,14 @@ async function main(): Promise<number> {
           ? `received from ${formatAddress(remoteAddr)} (udp): ${showBytes(data)}`
           : `datagram from ${colors.cyan(formatAddress(remoteAddr))}: ${data.length} bytes`,
       ),
-    onReject: quiet ? undefined : ({ transport, remoteAddr, reason, detail }) =>
-      emit(
-        "reject",
-        { transport, remote: peer(remoteAddr), reason, ...(detail ? { detail } : {}) },
-        `refused ${transport} ${peer(remoteAddr)}: ${reason}${detail ? ` (${detail})` : ""}`,
-      ),
+    onReject: rejects && ((info) => rejects.add(info)),
     onError(error) {
       if (json) emit("error", { message: error.message }, "");
       console.error(`server.ts: ${paletteFor(Deno.stderr).yellow("warning")}: ${error.message}`);
     },
   }, choice);
   await server.finished;
+  rejects?.flush();
   try {
     Deno.removeSignalListener("SIGUSR2", onStatsSignal);
   } catch {
@@ -527,6 +542,66 @@ async function main(): Promise<number> {
   }
   if (!quiet) emit("stopped", { stats: server.stats }, `stopped: ${summary(server.stats)}`);
   return EXIT_OK;
+}
+
+/** Refusal lines shown per second for each transport and reason; the rest are summed up. */
+const REJECT_LINES_PER_SECOND = 10;
+
+/**
+ * Keeps a flood of refusals (a UDP source over its rate, connections over the cap) from costing a
+ * line each. Printing was most of the cost of a refused datagram: a server printing each one got
+ * through a quarter of the datagrams a quiet one dropped, which undoes the rate limit's point.
+ */
+class RejectLines {
+  #windows = new Map<string, RejectWindow>();
+  #show: (info: RejectInfo) => void;
+  #summarize: (transport: string, reason: string, count: number) => void;
+
+  constructor(
+    show: (info: RejectInfo) => void,
+    summarize: (transport: string, reason: string, count: number) => void,
+  ) {
+    this.#show = show;
+    this.#summarize = summarize;
+  }
+
+  add(info: RejectInfo): void {
+    const key = `${info.transport} ${info.reason}`;
+    const now = performance.now();
+    let window = this.#windows.get(key);
+    if (!window || now - window.start >= 1000) {
+      if (window) this.#close(window);
+      window = { transport: info.transport, reason: info.reason, start: now, shown: 0, hidden: 0 };
+      this.#windows.set(key, window);
+    }
+    if (window.shown < REJECT_LINES_PER_SECOND) {
+      window.shown++;
+      this.#show(info);
+    } else if (window.hidden++ === 0) {
+      const closing = window;
+      closing.timer = setTimeout(() => this.#close(closing), closing.start + 1000 - now);
+    }
+  }
+
+  /** Prints what is held back; at shutdown, before the stopped line. */
+  flush(): void {
+    for (const window of this.#windows.values()) this.#close(window);
+  }
+
+  #close(window: RejectWindow): void {
+    clearTimeout(window.timer);
+    if (window.hidden > 0) this.#summarize(window.transport, window.reason, window.hidden);
+    window.hidden = 0;
+  }
+}
+
+interface RejectWindow {
+  transport: string;
+  reason: string;
+  start: number;
+  shown: number;
+  hidden: number;
+  timer?: ReturnType<typeof setTimeout>;
 }
 
 function payload(data: Uint8Array): Record<string, string> {

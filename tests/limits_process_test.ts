@@ -337,6 +337,58 @@ test("cli: SIGUSR2 sent as soon as the ready line appears prints the counters (i
   }));
 });
 
+test("cli: a flood of refusals prints at most 10 lines a second per reason, then one line with the rest", async () => {
+  const FLOOD = 150; // small datagrams that fit in a default socket receive buffer (212,992 bytes)
+  await Promise.all([false, true].map(async (json) => {
+    const server = await startServer([
+      "-p",
+      "0",
+      "--udp",
+      "--udp-rate",
+      "1",
+      ...(json ? ["--json"] : []),
+    ], 1);
+    const socket = Deno.listenDatagram({ hostname: HOST, port: 0, transport: "udp" });
+    try {
+      const target: Deno.NetAddr = { transport: "udp", hostname: HOST, port: server.port };
+      for (let i = 0; i < FLOOD; i++) await socket.send(new Uint8Array([i]), target);
+      // Every datagram is answered, or refused and shown, or refused and summed up.
+      let answered = 0;
+      let shown = 0;
+      let summed = 0;
+      const summary = json ? /"event":"suppressed"/ : /^refused (\d+) more udp datagrams: rate /;
+      const single = json ? /"event":"reject"/ : /^refused udp 127\.0\.0\.1:\d+: rate$/;
+      const echoed = json ? /"event":"datagram"/ : /^datagram from /;
+      const any = new RegExp([summary, single, echoed].map((r) => r.source).join("|"));
+      while (answered + shown + summed < FLOOD) {
+        const { input: line } = await within(
+          server.stdout.waitFor(any),
+          `${FLOOD} datagrams accounted for (${answered}, ${shown}, ${summed} so far)`,
+        );
+        if (echoed.test(line)) answered++;
+        else if (single.test(line)) shown++;
+        else {
+          summed += json ? JSON.parse(line).count : Number(summary.exec(line)![1]);
+          if (json) assert.equal(JSON.parse(line).reason, "rate");
+        }
+      }
+      assert.ok(shown <= 20, `${shown} refusal lines for one flood`);
+      assert.ok(summed > 0);
+      server.process.kill("SIGUSR2");
+      const { input: stats } = await within(server.stdout.waitFor(/stats/), "the stats line");
+      const dropped = json
+        ? JSON.parse(stats).stats.dropped.rate
+        : Number(/rate (\d+)$/.exec(stats)![1]);
+      assert.equal(dropped, shown + summed);
+      const { code } = await stopServer(server);
+      assert.equal(code, 0);
+    } finally {
+      socket.close();
+      await kill(server);
+    }
+  }));
+});
+
 test("cli --json: refusals are reject events, and the stats and stopped events carry dropped counters", async () => {
   const server = await startServer(["-p", "0", "--json", "--allow", "10.0.0.0/8"]);
   const socket = Deno.listenDatagram({ hostname: HOST, port: 0, transport: "udp" });
