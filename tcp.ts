@@ -229,6 +229,9 @@ export async function echoTcp(
         },
       );
     }
+    // End TLS with close_notify, so the server sees a clean end of stream (not a truncation, which
+    // it counts as an error) even when this process exits right after.
+    if (options.tls) await conn.closeWrite().catch(() => {});
     return { reply, rtt, address };
   } catch (error) {
     if (options.signal?.aborted) throw options.signal.reason;

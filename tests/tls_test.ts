@@ -222,17 +222,28 @@ test("tls cli: server --tls-cert/--tls-key serves TLS only on TCP; client --tls 
   }
 });
 
-test("tls cli: --json ready line says secure", async () => {
+test("tls cli: --json ready line says secure; a client exchange ends cleanly (close_notify)", async () => {
   const server = await startServer(
     ["-p", "0", "--tls-cert", CERT_FILE, "--tls-key", KEY_FILE, "--json"],
     SERVER_PERMS,
     /"event":"listening"/,
   );
-  const { code } = await stopServer(server);
-  const event = JSON.parse(server.ready.input);
-  assert.equal(event.transport, "tcp");
-  assert.equal(event.secure, true);
+  const ready = JSON.parse(server.ready.input);
+  const client = await runProgram(
+    "client.ts",
+    ["--tls", "--ca", CERT_FILE, "-p", String(ready.port)],
+    SERVER_PERMS,
+  );
+  const { code, lines } = await stopServer(server);
+  assert.equal(client.code, 0, client.stderr);
   assert.equal(code, 0);
+  assert.equal(ready.transport, "tcp");
+  assert.equal(ready.secure, true);
+  const events = lines.map((line) => JSON.parse(line));
+  // The client exits right after its reply: without close_notify the server would see a
+  // truncated stream and count an error.
+  assert.deepEqual(events.filter((e) => e.event === "close").map((e) => e.reason), ["eof"]);
+  assert.equal(events.find((e) => e.event === "stopped").stats.errors, 0);
 });
 
 test("tls cli: bad or missing files and conflicting flags exit 2 with one line", async () => {
