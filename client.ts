@@ -1,17 +1,23 @@
 #!/usr/bin/env -S deno run --allow-net
 /**
  * The echo client CLI: sends a message to an echo server (TCP by default, or UDP), prints the reply
- * and the round-trip time, and exits 0 only if the reply equals what was sent.
+ * and the round-trip time, and exits 0 only if the reply equals what was sent. It also measures any
+ * echo server: ping mode (a line per reply, then loss and rtt statistics) and bench mode (req/s,
+ * MB/s, latency percentiles, loss, duplicates, reordering, jitter), both on the engine in probe.ts.
  *
  * ```sh
  * deno run --allow-net client.ts [options] [MESSAGE]
+ * deno run --allow-net client.ts --count 5 --interval 1s [--udp]
+ * deno run --allow-net client.ts --bench -c 50 -s 1024 --duration 10s [--udp] [--json]
  * ```
  *
  * @module
  */
 import {
   type CliSpec,
+  EXIT_FAILURE,
   EXIT_OK,
+  type FlagValues,
   formatBytes,
   paletteFor,
   parseDurationFlag,
@@ -28,6 +34,131 @@ import { formatDuration } from "./duration.ts";
 import { EchoError, formatAddress } from "./errors.ts";
 import { DEFAULT_TCP_TIMEOUT, type EchoResult, echoTcp, echoTcpStream } from "./tcp.ts";
 import { DEFAULT_UDP_RETRIES, DEFAULT_UDP_TIMEOUT, echoUdp, MAX_UDP_PAYLOAD } from "./udp.ts";
+import {
+  DEFAULT_PROBE_SIZE,
+  DEFAULT_PROBE_TCP_TIMEOUT,
+  DEFAULT_PROBE_UDP_TIMEOUT,
+  DEFAULT_STREAM_PIPELINE,
+  DEFAULT_STREAM_SIZE,
+  MAX_PROBE_CONNECTIONS,
+  MAX_PROBE_TCP_SIZE,
+  type ProbeOptions,
+  type ProbeResult,
+  runProbe,
+  validateProbeOptions,
+} from "./probe.ts";
+import {
+  formatBenchHeader,
+  formatBenchSummary,
+  formatPingHeader,
+  formatPingReply,
+  formatPingSummary,
+  formatProgress,
+  probeJson,
+  renderHistogram,
+  type RunDescription,
+} from "./_report.ts";
+
+const PROBE_GROUP = "Ping and bench (measure any echo server)";
+
+/** Flags of the ping and bench modes. */
+const PROBE_FLAGS: CliSpec["flags"] = [
+  {
+    name: "ping",
+    type: "boolean",
+    group: PROBE_GROUP,
+    description: "ping: one probe per --interval, a line per reply, statistics at the end",
+  },
+  {
+    name: "count",
+    short: "n",
+    type: "string",
+    arg: "N",
+    group: PROBE_GROUP,
+    description: "send N requests in total (ping: default until Ctrl-C)",
+  },
+  {
+    name: "interval",
+    short: "i",
+    type: "string",
+    arg: "DURATION",
+    group: PROBE_GROUP,
+    description: "ping: time between probes (default 1s)",
+  },
+  {
+    name: "bench",
+    type: "boolean",
+    group: PROBE_GROUP,
+    description: "bench: load the server; report req/s, MB/s, latency percentiles, errors",
+  },
+  {
+    name: "connections",
+    short: "c",
+    type: "string",
+    arg: "N",
+    group: PROBE_GROUP,
+    description: "bench: TCP connections or UDP sockets (default 1)",
+  },
+  {
+    name: "duration",
+    short: "d",
+    type: "string",
+    arg: "DURATION",
+    group: PROBE_GROUP,
+    description: "how long to measure (bench: default 10s unless --count)",
+  },
+  {
+    name: "size",
+    short: "s",
+    type: "string",
+    arg: "BYTES",
+    group: PROBE_GROUP,
+    description:
+      `bytes per request (default ${DEFAULT_PROBE_SIZE}, --stream ${DEFAULT_STREAM_SIZE}; UDP >= 24)`,
+  },
+  {
+    name: "pipeline",
+    type: "string",
+    arg: "K",
+    group: PROBE_GROUP,
+    description:
+      `bench: requests in flight per connection (default 1, --stream ${DEFAULT_STREAM_PIPELINE})`,
+  },
+  {
+    name: "rate",
+    type: "string",
+    arg: "R",
+    group: PROBE_GROUP,
+    description: "bench: R requests/s in total on a fixed schedule; latency from intended send",
+  },
+  {
+    name: "warmup",
+    type: "string",
+    arg: "DURATION",
+    group: PROBE_GROUP,
+    description: "bench: run this long first and discard it (default 0)",
+  },
+  {
+    name: "stream",
+    type: "boolean",
+    group: PROBE_GROUP,
+    description: "bench, TCP: keep --pipeline × --size bytes in flight per connection; MB/s",
+  },
+];
+
+/** The --help paragraph on the measuring modes. */
+const PROBE_NOTE =
+  "Ping and bench: --ping, --count, --interval or --duration alone select ping; --bench or\n" +
+  "any of -c, --pipeline, --rate, --warmup, --stream select bench (10s unless --count or\n" +
+  "--duration). --timeout is how long a UDP probe may go unanswered before it counts as lost\n" +
+  `(default ${DEFAULT_PROBE_UDP_TIMEOUT}ms; a reply after it is "late"), and how long a TCP request may go\n` +
+  `unanswered before its connection counts an error and is opened again (default ${
+    DEFAULT_PROBE_TCP_TIMEOUT / 1000
+  }s).\n` +
+  "Both exit 0 when at least one reply came back and none differed from what was sent. Bench\n" +
+  "shows a progress line and a latency histogram on a terminal, and prints one JSON object\n" +
+  "(schema 1) with --json or when stdout is not a terminal. Ctrl-C ends either mode early and\n" +
+  "still prints the results.";
 
 const SPEC: CliSpec = {
   name: "client.ts",
@@ -35,6 +166,8 @@ const SPEC: CliSpec = {
   usage: [
     "deno run --allow-net client.ts [options] [MESSAGE]",
     "deno run --allow-net client.ts --stdin [options] < in > out",
+    "deno run --allow-net client.ts --ping [--count N] [--interval DURATION] [options]",
+    "deno run --allow-net client.ts --bench [-c N] [--duration DURATION | --count N] [options]",
   ],
   flags: [
     { name: "udp", short: "u", type: "boolean", description: "use UDP (default TCP)" },
@@ -74,6 +207,7 @@ const SPEC: CliSpec = {
     { name: "json", type: "boolean", description: "print the result as one JSON object" },
     { name: "help", short: "h", type: "boolean", description: "show this help" },
     { name: "version", short: "V", type: "boolean", description: "show the version" },
+    ...PROBE_FLAGS,
   ],
   examples: [
     ["deno run --allow-net client.ts", 'sends "Hello World" over TCP to 127.0.0.1:5006'],
@@ -82,10 +216,23 @@ const SPEC: CliSpec = {
       "deno run --allow-net client.ts --stdin < big.iso > copy.iso",
       "streams a file through the server; exit 0 only if every byte came back identical",
     ],
+    [
+      "deno run --allow-net client.ts --count 5 --interval 200ms -u",
+      "pings the UDP echo service 5 times: a line per reply, then loss and rtt statistics",
+    ],
+    [
+      "deno run --allow-net client.ts --bench -c 50 -s 1024 --duration 10s",
+      "loads the server from 50 TCP connections for 10 s: req/s, MB/s, latency percentiles",
+    ],
+    [
+      "deno run --allow-net client.ts --bench -u --rate 20000 --duration 30s --json",
+      "an open-model UDP run at 20,000 datagrams/s, as one JSON object",
+    ],
   ],
   notes: [
     "Durations: 250ms, 10s, 2m (a bare number is milliseconds). Results go to stdout, errors to\n" +
     "stderr. Works against any RFC 862 echo server.",
+    PROBE_NOTE,
   ],
 };
 
@@ -116,6 +263,20 @@ async function main(): Promise<number> {
   const retries = values.retries === undefined
     ? undefined
     : parseInteger(values.retries as string, "--retries", { min: 0, max: 1000 });
+
+  const mode = measureMode(values);
+  if (mode !== undefined) {
+    if (positionals.length) {
+      throw new UsageError(`${mode} mode sends its own probes: drop the MESSAGE (use --size)`);
+    }
+    for (const flag of ["stdin", "tls", "unix"]) {
+      if (values[flag]) throw new UsageError(`--${flag} and ${mode} mode exclude each other`);
+    }
+    if (retries !== undefined) {
+      throw new UsageError("--retries applies to a single UDP echo, not to ping or bench");
+    }
+    return await measure(mode, values, { udp, json, hostname, port, timeout });
+  }
 
   if (values.stdin) {
     if (udp) throw new UsageError("--stdin works over TCP only");
@@ -188,6 +349,212 @@ async function main(): Promise<number> {
     }
     throw error;
   }
+}
+
+/** Flags that only make sense for bench mode, and so select it. */
+const BENCH_FLAGS = ["connections", "pipeline", "rate", "warmup", "stream"] as const;
+/** Flags that select ping mode when no bench flag is given. */
+const PING_FLAGS = ["ping", "count", "interval", "duration"] as const;
+
+/**
+ * Which measuring mode the flags ask for, if any.
+ *
+ * @param values Parsed flags.
+ * @returns `ping`, `bench`, or undefined for a single echo.
+ */
+function measureMode(values: FlagValues): "ping" | "bench" | undefined {
+  const benchFlag = BENCH_FLAGS.find((name) => values[name] !== undefined);
+  if (values.bench || benchFlag !== undefined) {
+    const why = values.bench ? "--bench" : `--${benchFlag}`;
+    if (values.ping) throw new UsageError(`--ping and ${why} exclude each other`);
+    if (values.interval !== undefined) {
+      throw new UsageError(
+        `--interval is for ping mode; ${why} selects bench, which paces with --rate`,
+      );
+    }
+    return "bench";
+  }
+  if (PING_FLAGS.some((name) => values[name] !== undefined)) return "ping";
+  if (values.size !== undefined) {
+    throw new UsageError("--size applies to ping and bench modes (add --ping or --bench)");
+  }
+  return undefined;
+}
+
+function positiveDuration(text: string, flag: string): number {
+  const ms = parseDurationFlag(text, flag);
+  if (!(ms > 0)) throw new UsageError(`${flag} must be above 0, got "${text}"`);
+  return ms;
+}
+
+function parseRate(text: string): number {
+  const rate = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || !(rate > 0) || !Number.isFinite(rate)) {
+    throw new UsageError(`--rate must be a number of requests per second above 0, got "${text}"`);
+  }
+  return rate;
+}
+
+/** Runs `body` with an abort signal that the first Ctrl-C fires; a second one exits at once. */
+async function interruptible<T>(body: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const onInterrupt = () => {
+    if (controller.signal.aborted) Deno.exit(130);
+    controller.abort();
+  };
+  Deno.addSignalListener("SIGINT", onInterrupt);
+  try {
+    return await body(controller.signal);
+  } finally {
+    Deno.removeSignalListener("SIGINT", onInterrupt);
+  }
+}
+
+/** Ping and bench succeed when something came back and nothing came back altered. */
+function measureExitCode(result: ProbeResult): number {
+  return result.mismatches === 0 && result.received + result.late > 0 ? EXIT_OK : EXIT_FAILURE;
+}
+
+const encoder = new TextEncoder();
+
+function writeStderr(text: string): void {
+  const bytes = encoder.encode(text);
+  for (let written = 0; written < bytes.length;) {
+    written += Deno.stderr.writeSync(bytes.subarray(written));
+  }
+}
+
+/**
+ * Ping or bench mode: flags -> probe options -> runProbe() -> lines, summary, histogram or JSON.
+ *
+ * @param mode Which mode.
+ * @param values Parsed flags.
+ * @param common The flags every mode shares, already checked.
+ * @returns The exit code.
+ */
+async function measure(
+  mode: "ping" | "bench",
+  values: FlagValues,
+  common: { udp: boolean; json: boolean; hostname: string; port: number; timeout?: number },
+): Promise<number> {
+  const { udp, json, hostname, port, timeout } = common;
+  const stream = Boolean(values.stream);
+  if (stream && udp) throw new UsageError("--stream is TCP only");
+  if (stream && values.rate !== undefined) {
+    throw new UsageError("--rate and --stream exclude each other: a stream keeps its window full");
+  }
+  const count = values.count === undefined
+    ? undefined
+    : parseInteger(values.count as string, "--count", { min: 1 });
+  const interval = mode !== "ping"
+    ? undefined
+    : values.interval === undefined
+    ? 1000
+    : positiveDuration(values.interval as string, "--interval");
+  let duration = values.duration === undefined
+    ? undefined
+    : positiveDuration(values.duration as string, "--duration");
+  if (mode === "bench" && duration === undefined && count === undefined) duration = 10_000;
+  const connections = values.connections === undefined
+    ? 1
+    : parseInteger(values.connections as string, "--connections", {
+      min: 1,
+      max: MAX_PROBE_CONNECTIONS,
+    });
+  const size = values.size === undefined
+    ? (stream ? DEFAULT_STREAM_SIZE : DEFAULT_PROBE_SIZE)
+    : parseInteger(values.size as string, "--size", {
+      min: 1,
+      max: udp ? MAX_UDP_PAYLOAD : MAX_PROBE_TCP_SIZE,
+    });
+  const pipeline = values.pipeline !== undefined
+    ? parseInteger(values.pipeline as string, "--pipeline", { min: 1, max: 1_000_000 })
+    : mode === "bench"
+    ? (stream ? DEFAULT_STREAM_PIPELINE : 1)
+    : undefined;
+  const rate = values.rate === undefined ? undefined : parseRate(values.rate as string);
+  const warmup = values.warmup === undefined
+    ? 0
+    : parseDurationFlag(values.warmup as string, "--warmup");
+  const options: ProbeOptions = {
+    transport: udp ? "udp" : "tcp",
+    hostname,
+    port,
+    connections,
+    size,
+    count,
+    duration,
+    pipeline,
+    interval,
+    rate,
+    warmup,
+    stream,
+    timeout,
+  };
+  try {
+    validateProbeOptions(options);
+  } catch (error) {
+    if (error instanceof RangeError || error instanceof TypeError) {
+      throw new UsageError(error.message);
+    }
+    throw error;
+  }
+  const run: RunDescription = { mode, rate, interval, duration, count, warmup };
+  const address = { hostname, port, transport: options.transport! };
+  const colors = paletteFor(Deno.stdout);
+
+  if (mode === "ping") {
+    if (!json) {
+      console.log(formatPingHeader({ transport: address.transport, address, size }, interval!));
+    }
+    const result = await interruptible((signal) =>
+      runProbe({
+        ...options,
+        signal,
+        onReply: json ? undefined : (reply) => {
+          if (!reply.warmup) console.log(formatPingReply(reply, address, colors));
+        },
+        onError: json ? undefined : (error) => console.error(error.message),
+      })
+    );
+    console.log(
+      json ? JSON.stringify(probeJson(result, run)) : `\n${formatPingSummary(result, colors)}`,
+    );
+    return measureExitCode(result);
+  }
+
+  const human = !json && Deno.stdout.isTerminal();
+  const progress = human && Deno.stderr.isTerminal();
+  if (human) {
+    console.log(
+      formatBenchHeader(
+        { transport: address.transport, address, connections, size, pipeline: pipeline!, stream },
+        run,
+      ),
+    );
+  }
+  let firstError: string | undefined;
+  const result = await interruptible((signal) =>
+    runProbe({
+      ...options,
+      signal,
+      onProgress: progress ? (p) => writeStderr(`\r\x1b[2K${formatProgress(p)}`) : undefined,
+      onError: (error) => void (firstError ??= error.message),
+    })
+  );
+  if (progress) writeStderr("\r\x1b[2K");
+  if (human) {
+    console.log(formatBenchSummary(result, colors));
+    console.log(`\n${renderHistogram(result.histogram, colors)}`);
+  } else {
+    console.log(JSON.stringify(probeJson(result, run)));
+  }
+  if (firstError !== undefined) {
+    console.error(
+      `first of ${result.errors} error${result.errors === 1 ? "" : "s"}: ${firstError}`,
+    );
+  }
+  return measureExitCode(result);
 }
 
 if (import.meta.main) await runCli("client.ts", main);
