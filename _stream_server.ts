@@ -29,7 +29,9 @@ function isPeerGone(error: unknown): boolean {
     error instanceof Deno.errors.BrokenPipe ||
     error instanceof Deno.errors.ConnectionAborted ||
     error instanceof Deno.errors.NotConnected ||
-    error instanceof Deno.errors.UnexpectedEof;
+    error instanceof Deno.errors.UnexpectedEof ||
+    // TLS: the client gave up the handshake (untrusted certificate) or does not speak TLS.
+    error instanceof Deno.errors.InvalidData;
 }
 
 /** Accept failures caused by one client (reset while still queued): skip it and go on accepting. */

@@ -8,6 +8,10 @@
  * - {@linkcode echoTcp} and {@linkcode echoUdp} echo one message and verify the reply;
  *   {@linkcode echoTcpStream} streams any amount of data through a server, verifying as it goes.
  * - UDP runs on `Deno.listenDatagram` when unstable net is on, and on `node:dgram` otherwise.
+ * - TLS (`serveTcpEcho({ tls })`, clients' `tls` option) and Unix domain sockets
+ *   ({@linkcode serveUnixEcho}, clients' `unix` option) share the TCP session loop.
+ * - Policies for exposed servers (allow-list, connection cap, idle timeout, UDP loop guard and rate
+ *   limit) and an impairment mode (UDP loss, duplication, reordering, delay) are server options.
  *
  * @example
  * ```ts
@@ -33,3 +37,4 @@ export * from "./serve.ts";
 export * from "./stats.ts";
 export * from "./tcp.ts";
 export * from "./udp.ts";
+export * from "./unix.ts";
