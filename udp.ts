@@ -71,6 +71,8 @@ class UdpServer implements EchoServer {
   #policy: DatagramPolicy;
   #impairment?: UdpImpairment<Deno.NetAddr>;
   #sending: Promise<void>[] = [];
+  /** Set while `once` waits for the stage to send what it holds; called when nothing is held. */
+  #drained?: () => void;
   #closed = false;
 
   constructor(backend: UdpBackend, options: UdpEchoOptions) {
@@ -81,7 +83,10 @@ class UdpServer implements EchoServer {
     this.#policy = new DatagramPolicy(options, backend.addr);
     if (options.impair && isImpairing(options.impair)) {
       this.#impairment = new UdpImpairment<Deno.NetAddr>(
-        (data, to) => void this.#sending.push(this.#send(data, to)),
+        (data, to) => {
+          this.#sending.push(this.#send(data, to));
+          if (this.#drained && this.#impairment!.held === 0) this.#drained();
+        },
         options.impair,
       );
       this.stats.impairment = this.#impairment;
@@ -143,9 +148,21 @@ class UdpServer implements EchoServer {
       } else {
         await this.#send(data, addr);
       }
-      if (options.once) this.#close();
+      if (options.once) {
+        // The one reply may still be held or delayed by the stage: let it go out first.
+        if (impairment && impairment.held > 0) {
+          const { promise, resolve } = Promise.withResolvers<void>();
+          this.#drained = resolve;
+          await promise;
+          this.#drained = undefined;
+          await Promise.all(this.#sending.splice(0));
+        }
+        this.#close();
+      }
     }
     this.#close();
+    // Deferred sends started by the stage's timers settle before `finished` does.
+    await Promise.all(this.#sending.splice(0));
   }
 
   /** Sends one reply, counting it; a failed send concerns that peer only. */
@@ -169,6 +186,7 @@ class UdpServer implements EchoServer {
     if (this.#closed) return;
     this.#closed = true;
     this.#impairment?.close();
+    this.#drained?.();
     this.#backend.close();
   }
 
