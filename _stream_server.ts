@@ -260,6 +260,10 @@ class StreamServer implements EchoServer {
     let bytes = 0;
     let wakeWriter: (() => void) | undefined;
     let wakeReader: (() => void) | undefined;
+    /** Set when a read fails (peer reset, or the server closed the session): the writer stops. */
+    let failed = false;
+    let readError: unknown;
+    let sleeping: { timer: ReturnType<typeof setTimeout>; wake: () => void } | undefined;
     const reader = async () => {
       try {
         for (;;) {
@@ -286,6 +290,15 @@ class StreamServer implements EchoServer {
           wakeWriter?.();
           if (read >= maxBytes) break; // the writer closes the session once it is all echoed
         }
+      } catch (error) {
+        // Not rethrown here: nobody awaits the reader while the writer waits for a chunk's time,
+        // and the rejection would be unhandled. Cut the writer's wait short instead.
+        failed = true;
+        readError = error;
+        if (sleeping) {
+          clearTimeout(sleeping.timer);
+          sleeping.wake();
+        }
       } finally {
         ended = true;
         wakeWriter?.();
@@ -293,14 +306,22 @@ class StreamServer implements EchoServer {
     };
     const writer = async () => {
       for (;;) {
+        if (failed) return;
         const next = queue.shift();
         if (!next) {
           if (ended) return;
           await new Promise<void>((r) => (wakeWriter = r));
           continue;
         }
-        const wait = next.at - performance.now();
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        // Timers may fire up to a millisecond early: wait until the shaper's time has come.
+        for (let wait = next.at - performance.now(); wait > 0 && !failed;) {
+          await new Promise<void>((wake) => {
+            sleeping = { timer: setTimeout(wake, Math.ceil(wait)), wake };
+          });
+          sleeping = undefined;
+          wait = next.at - performance.now();
+        }
+        if (failed) return;
         let written = 0;
         while (written < next.data.length) {
           written += await conn.write(next.data.subarray(written));
@@ -328,10 +349,11 @@ class StreamServer implements EchoServer {
         // already closed
       }
       wakeReader?.();
-      await reading.catch(() => {});
+      await reading;
       throw error;
     }
     await reading;
+    if (failed) throw readError;
     return bytes;
   }
 
