@@ -358,6 +358,29 @@ Deno.test("TCP: a server that alters bytes is caught, request by request", async
   }
 });
 
+Deno.test("TCP: one altered byte in a large request is caught too", async () => {
+  const server = rawTcpServer(async (conn) => {
+    const buffer = new Uint8Array(64 * 1024);
+    let offset = 0;
+    for (;;) {
+      const n = await conn.read(buffer);
+      if (n === null) return;
+      // Alter byte 3000 of the stream, in the middle of the first request only.
+      if (offset <= 3000 && 3000 < offset + n) buffer[3000 - offset] ^= 0x01;
+      offset += n;
+      await conn.write(buffer.subarray(0, n));
+    }
+  });
+  try {
+    const result = await runProbe({ port: server.port, count: 3, size: 4096, interval: 5 });
+    assertTcpCounts(result);
+    assert.equal(result.mismatches, 1);
+    assert.equal(result.received, 2);
+  } finally {
+    await server.stop();
+  }
+});
+
 Deno.test("UDP: an altered reply is a mismatch and its probe is lost", async () => {
   const server = rawUdpServer(async (data, from, conn) => {
     data[data.length - 1] ^= 1;
