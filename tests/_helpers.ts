@@ -233,3 +233,24 @@ export function test(
 ): void {
   Deno.test({ name, sanitizeOps: true, sanitizeResources: true, ...options, fn });
 }
+
+/**
+ * Holds a UDP port whose TCP twin was free a moment ago, for "UDP port in use" tests: an arbitrary
+ * UDP port's TCP twin may be some busy machine's ephemeral client port.
+ *
+ * @returns The bound UDP socket; close it when done.
+ */
+export function takeUdpPortWithFreeTcp(): Deno.DatagramConn {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const tcp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (tcp.addr as Deno.NetAddr).port;
+    try {
+      return Deno.listenDatagram({ hostname: "127.0.0.1", port, transport: "udp" });
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+    } finally {
+      tcp.close();
+    }
+  }
+  throw new Error("no port free for both TCP and UDP in 50 attempts");
+}

@@ -2,7 +2,16 @@ import assert from "node:assert/strict";
 import { Random, randomSeed } from "../_random.ts";
 import { echoTcp } from "../tcp.ts";
 import { echoUdp } from "../udp.ts";
-import { HAS_IPV6, LineReader, randomBytes, readAll, ROOT, sha256, test } from "./_helpers.ts";
+import {
+  HAS_IPV6,
+  LineReader,
+  randomBytes,
+  readAll,
+  ROOT,
+  sha256,
+  takeUdpPortWithFreeTcp,
+  test,
+} from "./_helpers.ts";
 
 const SEED = Number(Deno.env.get("ECHO_TEST_SEED") ?? randomSeed());
 const HOST = "127.0.0.1";
@@ -297,7 +306,7 @@ test("cli: bad input exits 2 (usage) with one line and no stack trace", async ()
 test("cli: runtime failures exit 1 with one line naming the address", async () => {
   const taken = Deno.listen({ hostname: HOST, port: 0 });
   const takenPort = (taken.addr as Deno.NetAddr).port;
-  const takenUdp = Deno.listenDatagram({ hostname: HOST, port: 0, transport: "udp" });
+  const takenUdp = takeUdpPortWithFreeTcp();
   const takenUdpPort = (takenUdp.addr as Deno.NetAddr).port;
   const closed = closedPort();
   try {

@@ -4,7 +4,7 @@ import type { CloseInfo, ConnectionInfo, DatagramInfo, ListenInfo } from "../ser
 import { DEFAULT_GRACE_PERIOD, describeListener, serveEcho } from "../serve.ts";
 import { echoTcp } from "../tcp.ts";
 import { echoUdp, serveUdpEcho } from "../udp.ts";
-import { readAll, Recorder, ROOT, test } from "./_helpers.ts";
+import { readAll, Recorder, ROOT, takeUdpPortWithFreeTcp, test } from "./_helpers.ts";
 
 const HOST = "127.0.0.1";
 const decoder = new TextDecoder();
@@ -316,7 +316,7 @@ test("serveEcho: a TCP port in use gives an EchoConnectionError naming the addre
 
 for (const backend of ["deno", "node"] as const) {
   test(`serveEcho (${backend}): a UDP port in use gives an EchoConnectionError and frees the TCP port`, async () => {
-    const taken = Deno.listenDatagram({ hostname: HOST, port: 0, transport: "udp" });
+    const taken = takeUdpPortWithFreeTcp();
     const port = (taken.addr as Deno.NetAddr).port;
     try {
       await assert.rejects(serveEcho({ port, backend }), (error: unknown) => {
