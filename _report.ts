@@ -385,8 +385,8 @@ export interface RenderHistogramOptions {
 
 /**
  * Draws a latency histogram (microseconds) in the terminal, like hey and wrk do: one row per range
- * of latencies (ranges grow geometrically from min to max), a count and a bar. Rows up to the
- * median are green, up to p99 yellow, beyond red.
+ * of latencies (ranges grow geometrically from min to max), a count and a bar. Rows holding values
+ * up to the median are green, up to p99 yellow, beyond red.
  *
  * @example
  * ```ts
@@ -438,7 +438,8 @@ export function renderHistogram(
   const lines = [colors.bold("  latency histogram (upper bound, count):")];
   for (let i = 0; i < rows; i++) {
     const len = counts[i] === 0 ? 0 : Math.max(1, Math.round((counts[i] / biggest) * width));
-    const paint = edges[i] <= p50 ? colors.green : edges[i] <= p99 ? colors.yellow : colors.red;
+    const from = i === 0 ? min : edges[i - 1];
+    const paint = from < p50 ? colors.green : from < p99 ? colors.yellow : colors.red;
     lines.push(
       `  ${labels[i].padStart(labelWidth)} [${formatCount(counts[i]).padStart(countWidth)}] |${
         paint("■".repeat(len))
