@@ -9,6 +9,8 @@
  * deno run --allow-net client.ts [options] [MESSAGE]
  * deno run --allow-net client.ts --count 5 --interval 1s [--udp]
  * deno run --allow-net client.ts --bench -c 50 -s 1024 --duration 10s [--udp] [--json]
+ * deno run --allow-net --allow-read client.ts --tls --ca cert.pem [options] [MESSAGE]
+ * deno run --allow-read --allow-write --allow-net client.ts --unix PATH [options] [MESSAGE]
  * ```
  *
  * @module
@@ -24,15 +26,23 @@ import {
   parseFlags,
   parseInteger,
   parsePort,
+  readPemFile,
   renderHelp,
   runCli,
   showBytes,
+  unixPermissionError,
   UsageError,
   VERSION,
 } from "./_cli.ts";
 import { formatDuration } from "./duration.ts";
 import { EchoError, formatAddress } from "./errors.ts";
-import { DEFAULT_TCP_TIMEOUT, type EchoResult, echoTcp, echoTcpStream } from "./tcp.ts";
+import {
+  DEFAULT_TCP_TIMEOUT,
+  type EchoResult,
+  echoTcp,
+  echoTcpStream,
+  type TcpClientOptions,
+} from "./tcp.ts";
 import { DEFAULT_UDP_RETRIES, DEFAULT_UDP_TIMEOUT, echoUdp, MAX_UDP_PAYLOAD } from "./udp.ts";
 import {
   DEFAULT_PROBE_SIZE,
@@ -168,6 +178,8 @@ const SPEC: CliSpec = {
     "deno run --allow-net client.ts --stdin [options] < in > out",
     "deno run --allow-net client.ts --ping [--count N] [--interval DURATION] [options]",
     "deno run --allow-net client.ts --bench [-c N] [--duration DURATION | --count N] [options]",
+    "deno run --allow-net --allow-read client.ts --tls --ca cert.pem [options] [MESSAGE]",
+    "deno run --allow-read --allow-write --allow-net client.ts --unix PATH [options] [MESSAGE]",
   ],
   flags: [
     { name: "udp", short: "u", type: "boolean", description: "use UDP (default TCP)" },
@@ -205,6 +217,34 @@ const SPEC: CliSpec = {
       description: "TCP: stream standard input through the server to standard output, verified",
     },
     { name: "json", type: "boolean", description: "print the result as one JSON object" },
+    {
+      name: "tls",
+      type: "boolean",
+      group: "Transports (TCP only)",
+      description: "speak TLS, verifying the server's certificate",
+    },
+    {
+      name: "ca",
+      type: "string",
+      multiple: true,
+      arg: "FILE",
+      group: "Transports (TCP only)",
+      description: "with --tls: also trust the PEM certificates in FILE (repeatable)",
+    },
+    {
+      name: "servername",
+      type: "string",
+      arg: "NAME",
+      group: "Transports (TCP only)",
+      description: "with --tls: the name the certificate must hold, when --host is not in it",
+    },
+    {
+      name: "unix",
+      type: "string",
+      arg: "PATH",
+      group: "Transports (TCP only)",
+      description: "connect to the Unix domain socket at PATH instead of --host and --port",
+    },
     { name: "help", short: "h", type: "boolean", description: "show this help" },
     { name: "version", short: "V", type: "boolean", description: "show the version" },
     ...PROBE_FLAGS,
@@ -215,6 +255,14 @@ const SPEC: CliSpec = {
     [
       "deno run --allow-net client.ts --stdin < big.iso > copy.iso",
       "streams a file through the server; exit 0 only if every byte came back identical",
+    ],
+    [
+      "deno run --allow-net --allow-read client.ts --tls --ca tests/fixtures/tls_cert.pem",
+      "over TLS, trusting a self-signed certificate",
+    ],
+    [
+      "deno run --allow-read --allow-write --allow-net client.ts --unix /tmp/echo.sock",
+      "to a server on a Unix socket",
     ],
     [
       "deno run --allow-net client.ts --count 5 --interval 200ms -u",
@@ -233,6 +281,8 @@ const SPEC: CliSpec = {
     "Durations: 250ms, 10s, 2m (a bare number is milliseconds). Results go to stdout, errors to\n" +
     "stderr. Works against any RFC 862 echo server.",
     PROBE_NOTE,
+    "--tls and --ca need --allow-read for the files; --unix needs --allow-read, --allow-write and\n" +
+    "--allow-net for PATH (--allow-net=unix:PATH is enough of the last).",
   ],
 };
 
@@ -277,29 +327,32 @@ async function main(): Promise<number> {
     }
     return await measure(mode, values, { udp, json, hostname, port, timeout });
   }
+  const target = await streamTarget(values, udp, hostname, port);
+  const transport = udp ? "udp" : target.unix !== undefined ? "unix" : target.tls ? "tls" : "tcp";
+  const explain = (error: unknown) =>
+    target.unix === undefined ? error : unixPermissionError(error, target.unix);
 
   if (values.stdin) {
     if (udp) throw new UsageError("--stdin works over TCP only");
     if (positionals.length) throw new UsageError("--stdin and a MESSAGE conflict");
     const result = await echoTcpStream(Deno.stdin.readable, {
-      hostname,
-      port,
+      ...target,
       timeout,
       output: Deno.stdout.writable,
-    });
+    }).catch((error) => Promise.reject(explain(error)));
     const rate = result.bytes / Math.max(result.elapsed / 1000, 1e-9);
     const line = json
       ? JSON.stringify({
         schema: JSON_SCHEMA,
         ok: true,
-        transport: "tcp",
+        transport,
         address: formatAddress(result.address),
         bytes: result.bytes,
         elapsed_ms: result.elapsed,
       })
       : `echoed ${formatBytes(result.bytes)} identical in ${formatDuration(result.elapsed)} (${
         formatBytes(rate)
-      }/s) via tcp ${formatAddress(result.address)}`;
+      }/s) via ${transport} ${formatAddress(result.address)}`;
     console.error(line);
     return EXIT_OK;
   }
@@ -314,13 +367,15 @@ async function main(): Promise<number> {
   try {
     const result: EchoResult & { attempts?: number } = udp
       ? await echoUdp(data, { hostname, port, timeout, retries })
-      : await echoTcp(data, { hostname, port, timeout });
-    const where = `${udp ? "udp" : "tcp"} ${formatAddress(result.address)}`;
+      : await echoTcp(data, { ...target, timeout }).catch((error) =>
+        Promise.reject(explain(error))
+      );
+    const where = `${transport} ${formatAddress(result.address)}`;
     if (json) {
       console.log(JSON.stringify({
         schema: JSON_SCHEMA,
         ok: true,
-        transport: udp ? "udp" : "tcp",
+        transport,
         address: formatAddress(result.address),
         bytes: result.reply.length,
         reply: message,
@@ -342,13 +397,50 @@ async function main(): Promise<number> {
       console.log(JSON.stringify({
         schema: JSON_SCHEMA,
         ok: false,
-        transport: udp ? "udp" : "tcp",
+        transport,
         error: error.name,
         message: error.message,
       }));
     }
     throw error;
   }
+}
+
+/**
+ * Where a stream client connects, from the transport flags: a Unix socket, TLS (with the --ca
+ * files read), or plain TCP. Conflicting flags are usage errors.
+ */
+async function streamTarget(
+  values: FlagValues,
+  udp: boolean,
+  hostname: string,
+  port: number,
+): Promise<TcpClientOptions> {
+  const unix = values.unix as string | undefined;
+  const ca = values.ca as string[] | undefined;
+  const servername = values.servername as string | undefined;
+  if (!values.tls) {
+    if (ca !== undefined) throw new UsageError("--ca applies to --tls only");
+    if (servername !== undefined) throw new UsageError("--servername applies to --tls only");
+  }
+  if (udp && values.tls) throw new UsageError("--udp and --tls conflict: TLS runs over TCP");
+  if (unix !== undefined) {
+    if (udp) throw new UsageError("--udp and --unix conflict: a Unix socket carries streams");
+    if (values.tls) throw new UsageError("--tls and --unix conflict: TLS runs over TCP");
+    if (unix === "") throw new UsageError("--unix must not be empty");
+    for (const flag of ["host", "port"]) {
+      if (values[flag] !== undefined) {
+        throw new UsageError(`--unix and --${flag} conflict: a Unix socket has no network address`);
+      }
+    }
+    return { unix };
+  }
+  if (!values.tls) return { hostname, port };
+  if (servername === "") throw new UsageError("--servername must not be empty");
+  const caCerts = ca === undefined
+    ? undefined
+    : await Promise.all(ca.map((file) => readPemFile(file, "--ca", "certificate")));
+  return { hostname, port, tls: { caCerts, servername } };
 }
 
 /** Flags that only make sense for bench mode, and so select it. */
