@@ -10,6 +10,8 @@
  * - UDP runs on `Deno.listenDatagram` when unstable net is on, and on `node:dgram` otherwise.
  * - TLS (`serveTcpEcho({ tls })`, clients' `tls` option) and Unix domain sockets
  *   ({@linkcode serveUnixEcho}, clients' `unix` option) share the TCP session loop.
+ * - {@linkcode runProbe} is the engine behind the client's ping and bench modes: latency histograms,
+ *   loss, late replies, duplicates, reordering and jitter, against any echo server.
  * - Policies for exposed servers (allow-list, connection cap, idle timeout, UDP loop guard and rate
  *   limit) and an impairment mode (UDP loss, duplication, reordering, delay) are server options.
  *
@@ -32,6 +34,7 @@ export * from "./histogram.ts";
 export * from "./impair.ts";
 export * from "./limits.ts";
 export * from "./loop_guard.ts";
+export * from "./probe.ts";
 export * from "./sequence.ts";
 export * from "./serve.ts";
 export * from "./stats.ts";
