@@ -52,6 +52,8 @@ interface Session {
   started: number;
   /** Set when the server closes the session (idle, limit, shutdown). */
   closedBy?: CloseReason;
+  /** A shaped session's writer timer while it waits for a chunk's time (for ref/unref). */
+  timer?: number;
 }
 
 /**
@@ -263,7 +265,7 @@ class StreamServer implements EchoServer {
     /** Set when a read fails (peer reset, or the server closed the session): the writer stops. */
     let failed = false;
     let readError: unknown;
-    let sleeping: { timer: ReturnType<typeof setTimeout>; wake: () => void } | undefined;
+    let sleeping: { timer: number; wake: () => void } | undefined;
     const reader = async () => {
       try {
         for (;;) {
@@ -316,9 +318,12 @@ class StreamServer implements EchoServer {
         // Timers may fire up to a millisecond early: wait until the shaper's time has come.
         for (let wait = next.at - performance.now(); wait > 0 && !failed;) {
           await new Promise<void>((wake) => {
-            sleeping = { timer: setTimeout(wake, Math.ceil(wait)), wake };
+            const timer = setTimeout(wake, Math.ceil(wait)) as unknown as number;
+            if (!this.#refed) Deno.unrefTimer(timer);
+            session.timer = timer;
+            sleeping = { timer, wake };
           });
-          sleeping = undefined;
+          sleeping = session.timer = undefined;
           wait = next.at - performance.now();
         }
         if (failed) return;
@@ -428,14 +433,20 @@ class StreamServer implements EchoServer {
     this.#refed = true;
     if (this.#sweeper !== undefined) Deno.refTimer(this.#sweeper as unknown as number);
     this.#listener.ref();
-    for (const session of this.#sessions) session.conn.ref();
+    for (const session of this.#sessions) {
+      session.conn.ref();
+      if (session.timer !== undefined) Deno.refTimer(session.timer);
+    }
   }
 
   unref(): void {
     this.#refed = false;
     if (this.#sweeper !== undefined) Deno.unrefTimer(this.#sweeper as unknown as number);
     this.#listener.unref();
-    for (const session of this.#sessions) session.conn.unref();
+    for (const session of this.#sessions) {
+      session.conn.unref();
+      if (session.timer !== undefined) Deno.unrefTimer(session.timer);
+    }
   }
 
   [Symbol.asyncDispose](): Promise<void> {

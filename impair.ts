@@ -303,6 +303,7 @@ export class UdpImpairment<A> {
   readonly #sources = new Map<string, Source<A>>();
   #held = 0;
   #closed = false;
+  #refed = true;
 
   /**
    * Creates a stage.
@@ -341,6 +342,58 @@ export class UdpImpairment<A> {
   /** How many replies are held right now, for reordering or in delay queues. */
   get held(): number {
     return this.#held;
+  }
+
+  /**
+   * Lets the process exit while replies are held: the stage's timers (now and later ones) no
+   * longer keep it alive. For a server's `unref()`.
+   *
+   * @example
+   * ```ts
+   * import { UdpImpairment } from "./impair.ts";
+   *
+   * const stage = new UdpImpairment<string>(() => {}, { delay: 60_000, seed: 1 });
+   * stage.unref();
+   * stage.submit(new Uint8Array(1), "peer", "127.0.0.1:5000"); // does not hold the process
+   * stage.close();
+   * ```
+   */
+  unref(): void {
+    this.#refed = false;
+    this.#eachTimer((timer) => Deno.unrefTimer(timer as unknown as number));
+  }
+
+  /**
+   * Undoes {@linkcode UdpImpairment.unref}: held replies keep the process alive again (the
+   * default).
+   *
+   * @example
+   * ```ts
+   * import { UdpImpairment } from "./impair.ts";
+   *
+   * const stage = new UdpImpairment<string>(() => {}, { delay: 10, seed: 1 });
+   * stage.unref();
+   * stage.ref();
+   * stage.close();
+   * ```
+   */
+  ref(): void {
+    this.#refed = true;
+    this.#eachTimer((timer) => Deno.refTimer(timer as unknown as number));
+  }
+
+  #eachTimer(fn: (timer: Timer) => void): void {
+    for (const source of this.#sources.values()) {
+      if (source.timer !== undefined) fn(source.timer);
+      for (const held of source.held) if (held.timer !== undefined) fn(held.timer);
+    }
+  }
+
+  /** `setTimeout` that honours {@linkcode UdpImpairment.unref}. */
+  #timer(fn: () => void, ms: number): Timer {
+    const timer = setTimeout(fn, ms);
+    if (!this.#refed) Deno.unrefTimer(timer as unknown as number);
+    return timer;
   }
 
   /**
@@ -402,7 +455,7 @@ export class UdpImpairment<A> {
         timer: undefined,
       };
       const s = source;
-      held.timer = setTimeout(
+      held.timer = this.#timer(
         () => this.#heldTimeout(s, held),
         timeoutFor(held.deadline, now),
       );
@@ -442,7 +495,7 @@ export class UdpImpairment<A> {
     if (copies === 2) this.duplicated++;
     if (source.timer === undefined) {
       const s = source;
-      source.timer = setTimeout(() => this.#flush(s), timeoutFor(at, now));
+      source.timer = this.#timer(() => this.#flush(s), timeoutFor(at, now));
     }
   }
 
@@ -552,7 +605,7 @@ export class UdpImpairment<A> {
     while (!this.#closed && source.head < source.queue.length) {
       const reply = source.queue[source.head];
       if (reply.at > now) {
-        source.timer ??= setTimeout(() => this.#flush(source), timeoutFor(reply.at, now));
+        source.timer ??= this.#timer(() => this.#flush(source), timeoutFor(reply.at, now));
         break;
       }
       source.head++;
@@ -580,7 +633,7 @@ export class UdpImpairment<A> {
     held.timer = undefined;
     const now = performance.now();
     if (held.at > now) {
-      held.timer = setTimeout(() => this.#heldTimeout(source, held), timeoutFor(held.at, now));
+      held.timer = this.#timer(() => this.#heldTimeout(source, held), timeoutFor(held.at, now));
       return;
     }
     const due = held.overtakes >= REORDER_OVERTAKES
@@ -627,7 +680,7 @@ export class UdpImpairment<A> {
           if (this.#release(source, held)) pending.push(held.seq);
         } else {
           if (held.timer !== undefined) clearTimeout(held.timer);
-          held.timer = setTimeout(
+          held.timer = this.#timer(
             () => this.#heldTimeout(source, held),
             timeoutFor(held.at, now),
           );

@@ -197,10 +197,13 @@ class UdpServer implements EchoServer {
 
   ref(): void {
     this.#backend.ref();
+    this.#impairment?.ref();
   }
 
   unref(): void {
     this.#backend.unref();
+    // Held or delayed replies must not keep the process alive either.
+    this.#impairment?.unref();
   }
 
   [Symbol.asyncDispose](): Promise<void> {

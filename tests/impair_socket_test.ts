@@ -629,6 +629,56 @@ function concat(parts: Uint8Array[]): Uint8Array {
 }
 
 // ---------------------------------------------------------------------------------------------
+// unref
+
+test("impair: an unref'd server lets the process exit while replies and chunks are held", async () => {
+  const mod = new URL("../mod.ts", import.meta.url).href;
+  // After unref, one more datagram: Deno's node:dgram applies unref() only from the receive
+  // after the pending one (a node:dgram socket unref'd while idle keeps the process alive).
+  const code = `
+    import { serveEcho } from ${JSON.stringify(mod)};
+    for (const backend of ["deno", "node"]) {
+      let seen = 0;
+      let wake;
+      const hook = () => (seen++, wake?.());
+      const until = async (n) => {
+        while (seen < n) await new Promise((resolve) => (wake = resolve));
+      };
+      const server = await serveEcho({
+        port: 0, backend, impair: { delay: 60_000, seed: 1 }, onData: hook, onDatagram: hook,
+      });
+      const to = { transport: "udp", hostname: "127.0.0.1", port: server.addr.port };
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+      await conn.write(new Uint8Array(10));
+      const udp = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+      await udp.send(new Uint8Array(10), to);
+      await until(2);
+      server.unref();
+      await udp.send(new Uint8Array(10), to);
+      await until(3);
+      conn.close();
+      udp.close();
+      console.log(backend, "held", server.stats.impairment.held);
+    }
+  `;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  // A watchdog, not a synchronisation: if unref does not cover the held timers, the child lives
+  // for the minute of the delay.
+  const watchdog = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  const { code: exitCode, signal, stdout, stderr } = await child.output();
+  clearTimeout(watchdog);
+  assert.equal(signal, null, "the child had to be killed: held replies kept it alive");
+  assert.equal(exitCode, 0, decoder.decode(stderr));
+  assert.deepEqual(decoder.decode(stdout).trim().split("\n"), ["deno held 2", "node held 2"]);
+});
+
+// ---------------------------------------------------------------------------------------------
 // CLI
 
 function startServer(args: string[]): Deno.ChildProcess {
