@@ -614,9 +614,10 @@ function payload(data: Uint8Array): Record<string, string> {
 function summary(stats: EchoStats): string {
   const dropped = Object.entries(stats.dropped).filter(([, n]) => n > 0)
     .map(([reason, n]) => `${reason} ${n}`);
-  const impaired = stats.impairment
-    ? Object.entries(stats.impairment).filter(([, n]) => typeof n === "number" && n > 0)
-      .map(([what, n]) => `${what} ${n}`)
+  const counters = stats.impairment;
+  const impaired = counters
+    ? (["dropped", "duplicated", "reordered", "delayed", "overflow"] as const)
+      .filter((what) => counters[what] > 0).map((what) => `${what} ${counters[what]}`)
     : [];
   return `${stats.sessionsTotal} TCP sessions, ${stats.datagramsIn} datagrams, ` +
     `${stats.bytesIn} bytes in, ${stats.bytesOut} bytes out, ${stats.errors} errors` +
