@@ -241,6 +241,25 @@ export function parseInteger(
 }
 
 /**
+ * Parses a rate flag: a positive number with an optional decimal suffix (`64k`, `1.5M`, `2G`).
+ *
+ * @param text The value.
+ * @param flag The flag name, for the message.
+ * @param unit What is counted per second, for the message (`bytes`, `requests`).
+ * @returns The rate per second.
+ */
+export function parseRate(text: string, flag: string, unit: string): number {
+  const match = /^(\d+(?:\.\d+)?)([kMG]?)$/.exec(text.trim());
+  const value = match ? Number(match[1]) * { "": 1, k: 1e3, M: 1e6, G: 1e9 }[match[2]]! : NaN;
+  if (!(value > 0) || !Number.isFinite(value)) {
+    throw new UsageError(
+      `${flag} must be a number of ${unit} per second above 0 (like 500, 64k or 1M), got "${text}"`,
+    );
+  }
+  return value;
+}
+
+/**
  * Parses a duration flag (`250ms`, `10s`, `2m`; bare = ms).
  *
  * @param text The value.

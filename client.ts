@@ -26,6 +26,7 @@ import {
   parseFlags,
   parseInteger,
   parsePort,
+  parseRate,
   readPemFile,
   renderHelp,
   runCli,
@@ -479,14 +480,6 @@ function positiveDuration(text: string, flag: string): number {
   return ms;
 }
 
-function parseRate(text: string): number {
-  const rate = Number(text);
-  if (!/^\d+(\.\d+)?$/.test(text) || !(rate > 0) || !Number.isFinite(rate)) {
-    throw new UsageError(`--rate must be a number of requests per second above 0, got "${text}"`);
-  }
-  return rate;
-}
-
 /** Runs `body` with an abort signal that the first Ctrl-C fires; a second one exits at once. */
 async function interruptible<T>(body: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const controller = new AbortController();
@@ -564,7 +557,9 @@ async function measure(
     : mode === "bench"
     ? (stream ? DEFAULT_STREAM_PIPELINE : 1)
     : undefined;
-  const rate = values.rate === undefined ? undefined : parseRate(values.rate as string);
+  const rate = values.rate === undefined
+    ? undefined
+    : parseRate(values.rate as string, "--rate", "requests");
   const warmup = values.warmup === undefined
     ? 0
     : parseDurationFlag(values.warmup as string, "--warmup");

@@ -20,6 +20,7 @@ import {
   parseFlags,
   parseInteger,
   parsePort,
+  parseRate,
   readPemFile,
   renderHelp,
   runCli,
@@ -275,7 +276,7 @@ function options(values: FlagValues): ServeEchoOptions {
     jitter: duration("jitter"),
     bandwidth: text("bandwidth") === undefined
       ? undefined
-      : parseRate(text("bandwidth")!, "--bandwidth"),
+      : parseRate(text("bandwidth")!, "--bandwidth", "bytes"),
     seed: count("seed", 0),
   };
   if (impair.seed !== undefined && impair.seed > 0xffff_ffff) {
@@ -301,18 +302,6 @@ function options(values: FlagValues): ServeEchoOptions {
     throw new UsageError((error as Error).message);
   }
   return result;
-}
-
-/** Parses a rate such as `125000`, `64k`, `1.5M` (decimal units) into a number. */
-function parseRate(text: string, flag: string): number {
-  const match = /^(\d+(?:\.\d+)?)([kMG]?)$/.exec(text.trim());
-  const value = match ? Number(match[1]) * { "": 1, k: 1e3, M: 1e6, G: 1e9 }[match[2]]! : NaN;
-  if (!(value >= 1)) {
-    throw new UsageError(
-      `${flag} must be a rate in bytes per second like 64k or 1M, got "${text}"`,
-    );
-  }
-  return value;
 }
 
 /** What the transport flags ask for: TLS (with the files read) or a Unix socket, or neither. */
