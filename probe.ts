@@ -927,10 +927,46 @@ function makePattern(): Uint8Array {
   return pattern;
 }
 
-class TcpWorker implements Worker {
+/**
+ * What the TCP and UDP workers share: the run, their index, and the queue of intended send times
+ * handed over in scheduled modes (taken and dropped the same way on either transport).
+ */
+abstract class QueuedWorker implements Worker {
   readonly run: ProbeRun;
   readonly index: number;
   served = 0;
+  /** Scheduled mode: intended send times handed over, not yet sent. */
+  protected readonly queue: Ring;
+
+  constructor(run: ProbeRun, index: number) {
+    this.run = run;
+    this.index = index;
+    this.queue = new Ring(run.scheduled ? Math.min(run.s.pipeline, 1024) : 1);
+  }
+
+  abstract load(): number;
+  abstract ready(): boolean;
+  abstract pump(): void;
+  abstract tick(now: number): void;
+  abstract close(): void;
+
+  enqueue(at: number): void {
+    this.queue.push(at);
+    this.pump();
+  }
+
+  dropQueued(): number {
+    const run = this.run;
+    let measured = 0;
+    while (this.queue.length > 0) {
+      if (this.queue.shift() >= run.measureStart) measured++;
+      run.queued--;
+    }
+    return measured;
+  }
+}
+
+class TcpWorker extends QueuedWorker {
   lastError: unknown;
 
   readonly #pattern: Uint8Array;
@@ -944,8 +980,6 @@ class TcpWorker implements Worker {
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   /** Send times of the requests in flight, oldest first. */
   readonly #inflight: Ring;
-  /** Scheduled mode: intended send times handed over, not yet written. */
-  readonly #queue: Ring;
   /** Sequence number of the oldest request in flight. */
   #headSeq = 0;
   #sendOffset = 0;
@@ -955,19 +989,16 @@ class TcpWorker implements Worker {
   #bad = false;
 
   constructor(run: ProbeRun, index: number, pattern: Uint8Array) {
-    this.run = run;
-    this.index = index;
+    super(run, index);
     this.#pattern = pattern;
     this.#size = run.s.size;
     const window = run.s.size * Math.min(run.s.pipeline, 64);
     this.#buffer = new Uint8Array(Math.min(MAX_IO, Math.max(16 * 1024, window)));
-    const depth = Math.min(run.s.pipeline, 1024);
-    this.#inflight = new Ring(depth);
-    this.#queue = new Ring(run.scheduled ? depth : 1);
+    this.#inflight = new Ring(Math.min(run.s.pipeline, 1024));
   }
 
   load(): number {
-    return this.#inflight.length + this.#queue.length;
+    return this.#inflight.length + this.queue.length;
   }
 
   ready(): boolean {
@@ -1048,7 +1079,7 @@ class TcpWorker implements Worker {
     if (this.#closed || run.finished || this.#reconnectTimer !== undefined) return;
     if (run.noMore) {
       // Nothing more to send: requests handed to this connection are dropped, not retried.
-      this.#dropQueueAsFailed();
+      run.failed += this.dropQueued();
       run.settle();
       return;
     }
@@ -1056,30 +1087,6 @@ class TcpWorker implements Worker {
       this.#reconnectTimer = undefined;
       if (!this.#closed && !run.finished) void this.connect(true);
     }, RECONNECT_DELAY);
-  }
-
-  #dropQueueAsFailed(): void {
-    const run = this.run;
-    while (this.#queue.length > 0) {
-      const at = this.#queue.shift();
-      run.queued--;
-      if (at >= run.measureStart) run.failed++;
-    }
-  }
-
-  enqueue(at: number): void {
-    this.#queue.push(at);
-    this.pump();
-  }
-
-  dropQueued(): number {
-    const run = this.run;
-    let measured = 0;
-    while (this.#queue.length > 0) {
-      if (this.#queue.shift() >= run.measureStart) measured++;
-      run.queued--;
-    }
-    return measured;
   }
 
   pump(): void {
@@ -1098,7 +1105,7 @@ class TcpWorker implements Worker {
       for (;;) {
         let count = 0;
         if (run.scheduled) {
-          const queue = this.#queue;
+          const queue = this.queue;
           while (queue.length > 0 && inflight.length < cap) {
             const at = queue.shift();
             inflight.push(at);
@@ -1282,10 +1289,7 @@ class TcpWorker implements Worker {
   }
 }
 
-class UdpWorker implements Worker {
-  readonly run: ProbeRun;
-  readonly index: number;
-  served = 0;
+class UdpWorker extends QueuedWorker {
   /** Datagrams that were not replies of this run. */
   strays = 0;
 
@@ -1296,7 +1300,6 @@ class UdpWorker implements Worker {
   readonly #recv = new Uint8Array(RECEIVE_BUFFER_SIZE);
   readonly #probe: Probe;
   readonly #decoded: Probe = { runId: 0, seq: 0, sentAt: 0 };
-  readonly #queue: Ring;
   readonly #window: number;
   /** The tracker new probes go to; the warm-up one is kept apart once measuring starts. */
   #tracker: SequenceTracker;
@@ -1316,15 +1319,13 @@ class UdpWorker implements Worker {
     target: Deno.NetAddr,
     runId: number,
   ) {
-    this.run = run;
-    this.index = index;
+    super(run, index);
     this.#socket = socket;
     this.#target = target;
     this.#runId = runId;
     this.#send = new Uint8Array(run.s.size);
     this.#probe = { runId, seq: 0, sentAt: 0 };
     const pipeline = run.s.pipeline;
-    this.#queue = new Ring(run.scheduled ? Math.min(pipeline, 1024) : 1);
     // The window must hold every probe that can be in flight, and leave room for late replies.
     this.#window = Math.min(65_536, Math.max(1024, Math.min(pipeline, 16_384) * 4));
     this.#tracker = new SequenceTracker({ timeout: run.s.timeout, window: this.#window });
@@ -1338,26 +1339,11 @@ class UdpWorker implements Worker {
   }
 
   load(): number {
-    return this.#inflight + this.#queue.length;
+    return this.#inflight + this.queue.length;
   }
 
   ready(): boolean {
     return !this.#closed;
-  }
-
-  enqueue(at: number): void {
-    this.#queue.push(at);
-    this.pump();
-  }
-
-  dropQueued(): number {
-    const run = this.run;
-    let measured = 0;
-    while (this.#queue.length > 0) {
-      if (this.#queue.shift() >= run.measureStart) measured++;
-      run.queued--;
-    }
-    return measured;
   }
 
   pump(): void {
@@ -1375,8 +1361,8 @@ class UdpWorker implements Worker {
       if (this.#closed || run.finished || this.#inflight >= cap) break;
       let at: number;
       if (run.scheduled) {
-        if (this.#queue.length === 0) break;
-        at = this.#queue.shift();
+        if (this.queue.length === 0) break;
+        at = this.queue.shift();
         run.queued--;
       } else {
         at = performance.now();
