@@ -5,18 +5,12 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { LineReader, ROOT } from "./_helpers.ts";
+import { childEnded, type ReadChild, readyOrKill, ROOT, spawnServer } from "./_helpers.ts";
 
 const decoder = new TextDecoder();
 
 /** A server.ts child whose ready line has been read. */
-export interface ServerChild {
-  /** The process. */
-  child: Deno.ChildProcess;
-  /** Its stdout, line by line (the ready line already read). */
-  stdout: LineReader;
-  /** All of its stderr, once it exits. */
-  stderr: Promise<string>;
+export interface ServerChild extends ReadChild {
   /** The ready line's match. */
   ready: RegExpExecArray;
 }
@@ -34,22 +28,8 @@ export async function startServer(
   deno: string[],
   ready: RegExp,
 ): Promise<ServerChild> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...deno, "server.ts", ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stdout = new LineReader(child.stdout);
-  const stderr = new Response(child.stderr).text();
-  try {
-    return { child, stdout, stderr, ready: await stdout.waitFor(ready) };
-  } catch (error) {
-    child.kill();
-    await child.status;
-    throw new Error(`${error}\nstderr: ${await stderr}`);
-  }
+  const server = spawnServer(args, deno);
+  return { ...server, ready: await readyOrKill(server, server.stdout.waitFor(ready)) };
 }
 
 /**
@@ -62,12 +42,7 @@ export async function stopServer(
   server: ServerChild,
 ): Promise<{ code: number; lines: string[]; stderr: string }> {
   server.child.kill("SIGINT");
-  const [status, lines, stderr] = await Promise.all([
-    server.child.status,
-    server.stdout.rest(),
-    server.stderr,
-  ]);
-  return { code: status.code, lines, stderr };
+  return await childEnded(server);
 }
 
 /**
@@ -119,4 +94,5 @@ export function assertOneLine(stderr: string, pattern: RegExp, context: string):
   const lines = stderr.trimEnd().split("\n");
   assert.equal(lines.length, 1, `${context}: expected one line on stderr, got:\n${stderr}`);
   assert.match(lines[0], pattern, context);
+  assert.doesNotMatch(stderr, /^\s+at /m, `${context}: stack trace on stderr`);
 }

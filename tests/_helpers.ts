@@ -254,3 +254,78 @@ export function takeUdpPortWithFreeTcp(): Deno.DatagramConn {
   }
   throw new Error("no port free for both TCP and UDP in 50 attempts");
 }
+
+/** A child process whose stdout is read line by line and whose stderr is collected whole. */
+export interface ReadChild {
+  /** The process. */
+  child: Deno.ChildProcess;
+  /** Its stdout, line by line. */
+  stdout: LineReader;
+  /** All of its stderr, once it exits. */
+  stderr: Promise<string>;
+}
+
+/**
+ * Spawns `command` with no stdin and piped output.
+ *
+ * @param command The program.
+ * @param args Its arguments.
+ * @param cwd Its working directory (default: this process's).
+ * @returns The child and its readers.
+ */
+export function spawnChild(command: string, args: string[], cwd?: string): ReadChild {
+  const child = new Deno.Command(command, {
+    args,
+    cwd,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  return { child, stdout: new LineReader(child.stdout), stderr: new Response(child.stderr).text() };
+}
+
+/**
+ * Spawns `deno run <deno> server.ts <args>` in the repository root.
+ *
+ * @param args Flags for server.ts.
+ * @param deno Flags for `deno run`.
+ * @returns The child and its readers.
+ */
+export function spawnServer(args: string[], deno: string[] = ["--allow-net"]): ReadChild {
+  return spawnChild(Deno.execPath(), ["run", ...deno, "server.ts", ...args], ROOT);
+}
+
+/**
+ * Awaits `ready` (reading a child's ready lines); if it fails, kills the child, waits for it and
+ * throws the error with the child's stderr.
+ *
+ * @param child The child.
+ * @param ready What to wait for.
+ * @returns What `ready` resolved to.
+ */
+export async function readyOrKill<T>(child: ReadChild, ready: Promise<T>): Promise<T> {
+  try {
+    return await ready;
+  } catch (error) {
+    child.child.kill();
+    await child.child.status;
+    throw new Error(`${error}\nstderr: ${await child.stderr}`);
+  }
+}
+
+/**
+ * Waits for a child to end and collects how: its exit code, every stdout line, its stderr.
+ *
+ * @param child The child.
+ * @returns The exit code and output.
+ */
+export async function childEnded(
+  child: ReadChild,
+): Promise<{ code: number; lines: string[]; stderr: string }> {
+  const [status, lines, stderr] = await Promise.all([
+    child.child.status,
+    child.stdout.rest(),
+    child.stderr,
+  ]);
+  return { code: status.code, lines, stderr };
+}

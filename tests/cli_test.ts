@@ -2,13 +2,17 @@ import assert from "node:assert/strict";
 import { Random, randomSeed } from "../_random.ts";
 import { echoTcp } from "../tcp.ts";
 import { echoUdp } from "../udp.ts";
+import { assertOneLine, runProgram } from "./_cli_child.ts";
 import {
+  childEnded,
   HAS_IPV6,
-  LineReader,
   randomBytes,
   readAll,
+  type ReadChild,
+  readyOrKill,
   ROOT,
   sha256,
+  spawnServer,
   takeUdpPortWithFreeTcp,
   test,
 } from "./_helpers.ts";
@@ -19,10 +23,7 @@ const decoder = new TextDecoder();
 const VERSION = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).version as string;
 
 /** A server.ts child, with its ready lines read and its port known. */
-interface RunningServer {
-  child: Deno.ChildProcess;
-  stdout: LineReader;
-  stderr: Promise<string>;
+interface RunningServer extends ReadChild {
   port: number;
 }
 
@@ -36,33 +37,25 @@ async function startServer(
   args: string[],
   options: { deno?: string[]; listeners?: number; json?: boolean } = {},
 ): Promise<RunningServer> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...(options.deno ?? ["--allow-net"]), "server.ts", ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stdout = new LineReader(child.stdout);
-  const stderr = new Response(child.stderr).text();
+  const server = spawnServer(args, options.deno);
+  const { stdout } = server;
   const ports: number[] = [];
-  try {
-    while (ports.length < (options.listeners ?? 2)) {
-      if (options.json) {
-        const { input } = await stdout.waitFor(/"event":"listening"/);
-        ports.push(JSON.parse(input).port);
-      } else {
-        const match = await stdout.waitFor(/^listening (tcp|udp) 127\.0\.0\.1:(\d+)$/);
-        ports.push(Number(match[2]));
+  await readyOrKill(
+    server,
+    (async () => {
+      while (ports.length < (options.listeners ?? 2)) {
+        if (options.json) {
+          const { input } = await stdout.waitFor(/"event":"listening"/);
+          ports.push(JSON.parse(input).port);
+        } else {
+          const match = await stdout.waitFor(/^listening (tcp|udp) 127\.0\.0\.1:(\d+)$/);
+          ports.push(Number(match[2]));
+        }
       }
-    }
-  } catch (error) {
-    child.kill();
-    await child.status;
-    throw new Error(`${error}\nstderr: ${await stderr}`);
-  }
+    })(),
+  );
   assert.ok(ports.every((p) => p === ports[0] && p > 0), `ports ${ports}`);
-  return { child, stdout, stderr, port: ports[0] };
+  return { ...server, port: ports[0] };
 }
 
 /** Signals a server and collects how it ended. */
@@ -71,40 +64,16 @@ async function stopServer(
   signal: Deno.Signal = "SIGINT",
 ): Promise<{ code: number; lines: string[]; stderr: string }> {
   server.child.kill(signal);
-  return await serverEnded(server);
+  return await childEnded(server);
 }
 
-async function serverEnded(
-  server: RunningServer,
-): Promise<{ code: number; lines: string[]; stderr: string }> {
-  const [status, lines, stderr] = await Promise.all([
-    server.child.status,
-    server.stdout.rest(),
-    server.stderr,
-  ]);
-  return { code: status.code, lines, stderr };
-}
-
-/** Runs one of the CLIs to completion. */
-async function run(
+/** Runs one of the CLIs to completion (with `--allow-net` unless `deno` flags are given). */
+function run(
   program: "server.ts" | "client.ts",
   args: string[],
   options: { deno?: string[]; stdin?: Uint8Array } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...(options.deno ?? ["--allow-net"]), program, ...args],
-    cwd: ROOT,
-    stdin: options.stdin ? "piped" : "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (options.stdin) {
-    const writer = child.stdin.getWriter();
-    await writer.write(options.stdin);
-    await writer.close();
-  }
-  const { code, stdout, stderr } = await child.output();
-  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
+  return runProgram(program, args, options.deno ?? ["--allow-net"], options.stdin);
 }
 
 /** A port nobody listens on (bound then released). */
@@ -113,14 +82,6 @@ function closedPort(): number {
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
   return port;
-}
-
-/** Asserts a failure was reported in exactly one line, without a stack trace. */
-function assertOneLine(stderr: string, pattern: RegExp, context: string): void {
-  const lines = stderr.trimEnd().split("\n");
-  assert.equal(lines.length, 1, `${context}: expected one line on stderr, got:\n${stderr}`);
-  assert.match(lines[0], pattern, context);
-  assert.doesNotMatch(stderr, /^\s+at /m, `${context}: stack trace on stderr`);
 }
 
 test("cli: default TCP exchange and -u, output shape, then SIGINT stops gracefully", async () => {
@@ -265,7 +226,7 @@ for (const transport of ["tcp", "udp"] as const) {
     const args = transport === "udp" ? ["-u"] : [];
     const client = await run("client.ts", [...args, "-p", String(server.port), "once"]);
     assert.equal(client.code, 0, client.stderr);
-    const { code, lines, stderr } = await serverEnded(server);
+    const { code, lines, stderr } = await childEnded(server);
     assert.equal(code, 0, stderr);
     assert.match(
       lines.at(-1)!,
@@ -415,15 +376,8 @@ test("cli: without unstable net, UDP falls back to node:dgram and says so once o
 });
 
 test("cli: IPv6 loopback on both programs, with and without brackets", async () => {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "server.ts", "--host", "::1", "-p", "0"],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stdout = new LineReader(child.stdout);
-  const stderr = new Response(child.stderr).text();
+  const server = spawnServer(["--host", "::1", "-p", "0"]);
+  const { stdout } = server;
   const port = Number((await stdout.waitFor(/^listening tcp \[::1\]:(\d+)$/))[1]);
   await stdout.waitFor(new RegExp(`^listening udp \\[::1\\]:${port}$`));
   const [tcp, udp] = await Promise.all([
@@ -434,9 +388,9 @@ test("cli: IPv6 loopback on both programs, with and without brackets", async () 
   assert.match(tcp.stdout, new RegExp(`^reply from tcp \\[::1\\]:${port}: "v6" \\(2 bytes\\)`));
   assert.equal(udp.code, 0, udp.stderr);
   assert.match(udp.stdout, new RegExp(`^reply from udp \\[::1\\]:${port}: "v6" \\(2 bytes\\)`));
-  child.kill("SIGINT");
-  const [status, lines] = await Promise.all([child.status, stdout.rest(), stderr]);
-  assert.equal(status.code, 0);
+  server.child.kill("SIGINT");
+  const { code, lines } = await childEnded(server);
+  assert.equal(code, 0);
   assert.match(lines.at(-1)!, /^stopped: 1 TCP sessions, 1 datagrams/);
 }, { ignore: !HAS_IPV6 });
 
@@ -519,7 +473,7 @@ test("cli: --stdin with empty input echoes nothing and exits 0", async () => {
   assert.equal(client.code, 0, client.stderr);
   assert.equal(client.stdout, "");
   assertOneLine(client.stderr, /^echoed 0 B identical in /, "empty --stdin");
-  const { code } = await serverEnded(server);
+  const { code } = await childEnded(server);
   assert.equal(code, 0);
 });
 

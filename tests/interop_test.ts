@@ -7,7 +7,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { LineReader, ROOT, test } from "./_helpers.ts";
+import { childEnded, readyOrKill, ROOT, spawnChild, spawnServer, test } from "./_helpers.ts";
 
 const decoder = new TextDecoder();
 
@@ -116,25 +116,12 @@ const PYTHON = (() => {
 async function startPythonServer(
   source: string,
 ): Promise<{ port: number; done: Promise<{ code: number; lines: string[] }> }> {
-  const child = new Deno.Command(PYTHON!, {
-    args: ["-u", "-c", source, "0"],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stdout = new LineReader(child.stdout);
-  const stderr = new Response(child.stderr).text();
-  let port: number;
-  try {
-    port = Number((await stdout.waitFor(/^Server in ascolto\.\.\. (\d+)$/))[1]);
-  } catch (error) {
-    child.kill();
-    await child.status;
-    throw new Error(`${error}\n${await stderr}`);
-  }
-  const done = Promise.all([child.status, stdout.rest(), stderr]).then(([status, lines, err]) => {
-    assert.equal(err, "");
-    return { code: status.code, lines };
+  const server = spawnChild(PYTHON!, ["-u", "-c", source, "0"]);
+  const ready = server.stdout.waitFor(/^Server in ascolto\.\.\. (\d+)$/);
+  const port = Number((await readyOrKill(server, ready))[1]);
+  const done = childEnded(server).then(({ code, lines, stderr }) => {
+    assert.equal(stderr, "");
+    return { code, lines };
   });
   return { port, done };
 }
@@ -155,25 +142,13 @@ async function run(
 
 /** Starts our server.ts and waits for its ready lines. */
 async function startOurServer(args: string[], listeners: number) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "server.ts", "-p", "0", ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stdout = new LineReader(child.stdout);
-  const stderr = new Response(child.stderr).text();
+  const server = spawnServer(["-p", "0", ...args]);
   let port = 0;
   for (let i = 0; i < listeners; i++) {
-    port = Number((await stdout.waitFor(/^listening (?:tcp|udp) 127\.0\.0\.1:(\d+)$/))[1]);
+    const ready = server.stdout.waitFor(/^listening (?:tcp|udp) 127\.0\.0\.1:(\d+)$/);
+    port = Number((await ready)[1]);
   }
-  const done = Promise.all([child.status, stdout.rest(), stderr]).then(([status, lines, err]) => ({
-    code: status.code,
-    lines,
-    stderr: err,
-  }));
-  return { port, done };
+  return { port, done: childEnded(server) };
 }
 
 const ignore = PYTHON === undefined;

@@ -9,7 +9,15 @@
 import assert from "node:assert/strict";
 import { Random, randomSeed } from "../_random.ts";
 import { echoTcp } from "../tcp.ts";
-import { LineReader, randomBytes, ROOT, test } from "./_helpers.ts";
+import {
+  childEnded,
+  randomBytes,
+  type ReadChild,
+  readyOrKill,
+  ROOT,
+  spawnServer,
+  test,
+} from "./_helpers.ts";
 
 const SEED = Number(Deno.env.get("ECHO_TEST_SEED") ?? randomSeed());
 const HOST = "127.0.0.1";
@@ -31,60 +39,47 @@ async function within<T>(promise: Promise<T>, what: string, ms = WATCHDOG_MS): P
 }
 
 /** A server.ts child with its output readers. */
-interface Child {
-  process: Deno.ChildProcess;
-  stdout: LineReader;
-  stderr: Promise<string>;
+interface Child extends ReadChild {
   port: number;
 }
 
 /** Starts server.ts with `args` and waits for its listening lines (text or JSON). */
 async function startServer(args: string[], listeners = 2): Promise<Child> {
-  const process = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "server.ts", ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stdout = new LineReader(process.stdout);
-  const stderr = new Response(process.stderr).text();
+  const server = spawnServer(args);
   let port = 0;
-  try {
-    for (let i = 0; i < listeners; i++) {
-      const { input: line } = await within(stdout.waitFor(/listening/), "the listening line");
-      port = line.startsWith("{")
-        ? JSON.parse(line).port
-        : Number(/:(\d+)/.exec(line.split(" ").at(-1)!)![1]);
-    }
-  } catch (error) {
-    process.kill();
-    await process.status;
-    throw new Error(`${error}\nstderr: ${await stderr}`);
-  }
-  return { process, stdout, stderr, port };
+  await readyOrKill(
+    server,
+    (async () => {
+      for (let i = 0; i < listeners; i++) {
+        const { input: line } = await within(
+          server.stdout.waitFor(/listening/),
+          "the listening line",
+        );
+        port = line.startsWith("{")
+          ? JSON.parse(line).port
+          : Number(/:(\d+)/.exec(line.split(" ").at(-1)!)![1]);
+      }
+    })(),
+  );
+  return { ...server, port };
 }
 
 /** Stops a child with SIGINT and collects the rest of its output. */
 async function stopServer(
   child: Child,
 ): Promise<{ code: number; lines: string[]; stderr: string }> {
-  child.process.kill("SIGINT");
-  const [status, lines, stderr] = await within(
-    Promise.all([child.process.status, child.stdout.rest(), child.stderr]),
-    "the server to stop",
-  );
-  return { code: status.code, lines, stderr };
+  child.child.kill("SIGINT");
+  return await within(childEnded(child), "the server to stop");
 }
 
 /** Kills a child that may have stopped already, and waits for it. */
 async function kill(child: Child): Promise<void> {
   try {
-    child.process.kill();
+    child.child.kill();
   } catch {
     // already gone
   }
-  await child.process.status;
+  await child.child.status;
 }
 
 /** Resident memory of a process, in MiB: now (VmRSS) and at its peak (VmHWM). */
@@ -165,7 +160,7 @@ test(
     const PUSHED_EACH = 4 * MiB;
     const random = new Random(SEED);
     const server = await startServer(["-p", "0", "-q"]);
-    const pid = server.process.pid;
+    const pid = server.child.pid;
     const before = await memoryOf(pid);
     const data = randomBytes(PUSH, random); // one buffer shared by every client
     const conns: Deno.Conn[] = [];
@@ -211,7 +206,7 @@ test("1,500 concurrent idle connections are held, and a new client is still serv
   const IDLE = 1500;
   const BATCH = 100;
   const server = await startServer(["-p", "0", "--tcp", "--json"], 1);
-  const pid = server.process.pid;
+  const pid = server.child.pid;
   const before = await memoryOf(pid);
   const conns: Deno.Conn[] = [];
   // Count the connection events as they come: a server whose stdout pipe is full stops serving.
@@ -230,7 +225,7 @@ test("1,500 concurrent idle connections are held, and a new client is still serv
     await within(accepted, `${IDLE} connection events`);
     const { reply } = await echoTcp("still served", { port: server.port });
     assert.equal(decoder.decode(reply), "still served");
-    server.process.kill("SIGUSR2");
+    server.child.kill("SIGUSR2");
     const { input: line } = await within(
       server.stdout.waitFor(/"event":"stats"/),
       "the stats line",
@@ -292,7 +287,7 @@ test("cli: refusals by reason in the event lines, on SIGUSR2 (stats:) and in the
     // The held session is idle: closed after 300 ms.
     assert.equal(await within(held.read(new Uint8Array(1)), "the idle close"), null);
     await within(server.stdout.waitFor(/^closed #1 .* \(idle\)$/), "the idle close line");
-    server.process.kill("SIGUSR2");
+    server.child.kill("SIGUSR2");
     const expected = `refused: limit 1, idle 1, rate ${refused}`;
     const { input: stats } = await within(server.stdout.waitFor(/^stats: /), "the stats line");
     assert.match(stats, /^stats: 1 TCP sessions, 8 datagrams, /);
@@ -312,22 +307,10 @@ test("cli: SIGUSR2 sent as soon as the ready line appears prints the counters (i
   // Its default action terminates the process, so the handler must be in place before the
   // ready line is printed. Several servers at once, since the window was a few microseconds.
   await Promise.all(Array.from({ length: 6 }, async () => {
-    const process = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-net", "server.ts", "-p", "0"],
-      cwd: ROOT,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const child: Child = {
-      process,
-      stdout: new LineReader(process.stdout),
-      stderr: new Response(process.stderr).text(),
-      port: 0,
-    };
+    const child: Child = { ...spawnServer(["-p", "0"]), port: 0 };
     try {
       await within(child.stdout.waitFor(/^listening /), "the first ready line");
-      process.kill("SIGUSR2");
+      child.child.kill("SIGUSR2");
       await within(child.stdout.waitFor(/^stats: 0 TCP sessions, 0 datagrams/), "the stats line");
       const { code } = await stopServer(child);
       assert.equal(code, 0);
@@ -374,7 +357,7 @@ test("cli: a flood of refusals prints at most 10 lines a second per reason, then
       }
       assert.ok(shown <= 20, `${shown} refusal lines for one flood`);
       assert.ok(summed > 0);
-      server.process.kill("SIGUSR2");
+      server.child.kill("SIGUSR2");
       const { input: stats } = await within(server.stdout.waitFor(/stats/), "the stats line");
       const dropped = json
         ? JSON.parse(stats).stats.dropped.rate
@@ -410,7 +393,7 @@ test("cli --json: refusals are reject events, and the stats and stopped events c
       ["udp", "acl"],
     ]);
     assert.ok(rejects.every((r) => r.schema === 1 && /^127\.0\.0\.1:\d+$/.test(r.remote)));
-    server.process.kill("SIGUSR2");
+    server.child.kill("SIGUSR2");
     const { input: stats } = await within(
       server.stdout.waitFor(/"event":"stats"/),
       "the stats event",
