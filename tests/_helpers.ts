@@ -255,6 +255,32 @@ export function takeUdpPortWithFreeTcp(): Deno.DatagramConn {
   throw new Error("no port free for both TCP and UDP in 50 attempts");
 }
 
+/**
+ * A watchdog for awaiting events that should come at once: the returned function rejects when its
+ * promise takes longer than `limit` ms (default `ms`). Never a synchronisation.
+ *
+ * @param ms The default limit, in ms.
+ * @returns `within(promise, what, limit?)`.
+ */
+export function watchdog(
+  ms: number,
+): <T>(promise: Promise<T>, what: string, limit?: number) => Promise<T> {
+  return async <T>(promise: Promise<T>, what: string, limit = ms): Promise<T> => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`timed out after ${limit}ms waiting for ${what}`)),
+        limit,
+      );
+    });
+    try {
+      return await Promise.race([promise, expired]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+}
+
 /** A child process whose stdout is read line by line and whose stderr is collected whole. */
 export interface ReadChild {
   /** The process. */

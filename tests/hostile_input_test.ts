@@ -13,7 +13,7 @@ import type { EchoError } from "../errors.ts";
 import type { CloseInfo, ConnectionInfo, EchoServerOptions } from "../serve.ts";
 import { echoTcp, echoTcpStream, serveTcpEcho } from "../tcp.ts";
 import { MAX_UDP_PAYLOAD, serveUdpEcho } from "../udp.ts";
-import { randomBytes, randomInt, Recorder, test } from "./_helpers.ts";
+import { randomBytes, randomInt, Recorder, test, watchdog } from "./_helpers.ts";
 
 const SEED = Number(Deno.env.get("ECHO_TEST_SEED") ?? randomSeed());
 const HOST = "127.0.0.1";
@@ -31,18 +31,7 @@ const GUARDED: EchoServerOptions = {
   loopGuard: true,
 };
 
-/** Rejects when `promise` takes longer than `ms`: a watchdog, never a synchronisation. */
-async function within<T>(promise: Promise<T>, what: string, ms = WATCHDOG_MS): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms}ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const within = watchdog(WATCHDOG_MS);
 
 /** Cuts `data` into chunks of random sizes from 1 to `max` bytes. */
 function randomChunks(data: Uint8Array, random: Random, max: number): Uint8Array[] {

@@ -15,7 +15,7 @@ import type { CloseInfo, ConnectionInfo, DatagramInfo, RejectInfo } from "../ser
 import { serveEcho } from "../serve.ts";
 import { echoTcp, serveTcpEcho } from "../tcp.ts";
 import { echoUdp, serveUdpEcho } from "../udp.ts";
-import { HAS_IPV6, randomBytes, Recorder, test } from "./_helpers.ts";
+import { HAS_IPV6, randomBytes, Recorder, test, watchdog } from "./_helpers.ts";
 
 const SEED = Number(Deno.env.get("ECHO_TEST_SEED") ?? randomSeed());
 const HOST = "127.0.0.1";
@@ -23,18 +23,7 @@ const BACKENDS = ["deno", "node"] as const;
 /** Longest wait for an event that should come at once; reaching it fails the test. */
 const WATCHDOG_MS = 10_000;
 
-/** Rejects when `promise` takes longer than `ms`: a watchdog, never a synchronisation. */
-async function within<T>(promise: Promise<T>, what: string, ms = WATCHDOG_MS): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms}ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const within = watchdog(WATCHDOG_MS);
 
 function connect(port: number, hostname = HOST): Promise<Deno.TcpConn> {
   return Deno.connect({ hostname, port });

@@ -17,6 +17,7 @@ import {
   ROOT,
   spawnServer,
   test,
+  watchdog,
 } from "./_helpers.ts";
 
 const SEED = Number(Deno.env.get("ECHO_TEST_SEED") ?? randomSeed());
@@ -25,18 +26,7 @@ const MiB = 1024 * 1024;
 const WATCHDOG_MS = 20_000;
 const decoder = new TextDecoder();
 
-/** Rejects when `promise` takes longer than `ms`: a watchdog, never a synchronisation. */
-async function within<T>(promise: Promise<T>, what: string, ms = WATCHDOG_MS): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms}ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const within = watchdog(WATCHDOG_MS);
 
 /** A server.ts child with its output readers. */
 interface Child extends ReadChild {
