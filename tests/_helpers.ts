@@ -355,3 +355,28 @@ export async function childEnded(
   ]);
   return { code: status.code, lines, stderr };
 }
+
+/**
+ * Runs `deno eval <code>` in the repository root to completion. A watchdog, not a
+ * synchronisation: the child is killed with SIGKILL if it outlives `limit` ms, which shows as a
+ * non-null `signal` in the output.
+ *
+ * @param code The script.
+ * @param limit Watchdog, in ms.
+ * @returns Its exit code, signal and output.
+ */
+export async function runEval(code: string, limit: number): Promise<Deno.CommandOutput> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), limit);
+  try {
+    return await child.output();
+  } finally {
+    clearTimeout(timer);
+  }
+}

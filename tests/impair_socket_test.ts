@@ -12,7 +12,8 @@ import { Random } from "../_random.ts";
 import type { EchoImpairOptions, EchoServer } from "../serve.ts";
 import { serveEcho } from "../serve.ts";
 import { UdpImpairment } from "../impair.ts";
-import { LineReader, readAll, ROOT, test } from "./_helpers.ts";
+import { runProgram } from "./_cli_child.ts";
+import { childEnded, readAll, runEval, spawnServer, test } from "./_helpers.ts";
 
 const HOST = "127.0.0.1";
 const BACKENDS = ["deno", "node"] as const;
@@ -661,18 +662,9 @@ test("impair: an unref'd server lets the process exit while replies and chunks a
       console.log(backend, "held", server.stats.impairment.held);
     }
   `;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["eval", code],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
   // A watchdog, not a synchronisation: if unref does not cover the held timers, the child lives
   // for the minute of the delay.
-  const watchdog = setTimeout(() => child.kill("SIGKILL"), 20_000);
-  const { code: exitCode, signal, stdout, stderr } = await child.output();
-  clearTimeout(watchdog);
+  const { code: exitCode, signal, stdout, stderr } = await runEval(code, 20_000);
   assert.equal(signal, null, "the child had to be killed: held replies kept it alive");
   assert.equal(exitCode, 0, decoder.decode(stderr));
   assert.deepEqual(decoder.decode(stdout).trim().split("\n"), ["deno held 2", "node held 2"]);
@@ -681,28 +673,14 @@ test("impair: an unref'd server lets the process exit while replies and chunks a
 // ---------------------------------------------------------------------------------------------
 // CLI
 
-function startServer(args: string[]): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "server.ts", ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-}
-
 /** Reads the first stdout line of a server, stops it with SIGTERM and returns both. */
 async function readyLine(args: string[]): Promise<string> {
-  const child = startServer(args);
-  const stdout = new LineReader(child.stdout);
-  const stderr = readAll(child.stderr);
-  const line = await stdout.next();
-  child.kill("SIGTERM");
-  await stdout.rest();
-  const status = await child.status;
-  const err = decoder.decode(await stderr);
-  assert.equal(status.code, 0, err);
-  assert.ok(line !== undefined, `no ready line; stderr: ${err}`);
+  const server = spawnServer(args, ["-A"]);
+  const line = await server.stdout.next();
+  server.child.kill("SIGTERM");
+  const { code, stderr } = await childEnded(server);
+  assert.equal(code, 0, stderr);
+  assert.ok(line !== undefined, `no ready line; stderr: ${stderr}`);
   return line;
 }
 
@@ -733,10 +711,12 @@ test("cli impair: bad values exit 2 with one line", async () => {
     ["--seed", "4294967296"],
   ];
   await Promise.all(cases.map(async (flags) => {
-    const { code, stdout, stderr } = await startServer(["--udp", "-p", "0", ...flags]).output();
-    const err = decoder.decode(stderr).trimEnd();
+    const { code, stdout, stderr } = await runProgram("server.ts", ["--udp", "-p", "0", ...flags], [
+      "-A",
+    ]);
+    const err = stderr.trimEnd();
     assert.equal(code, 2, `${flags.join(" ")}: ${err}`);
-    assert.equal(decoder.decode(stdout), "", flags.join(" "));
+    assert.equal(stdout, "", flags.join(" "));
     assert.equal(err.split("\n").length, 1, `${flags.join(" ")}: one line, got\n${err}`);
     assert.match(err, new RegExp(flags[0]), `${flags.join(" ")}: names the flag`);
   }));

@@ -4,7 +4,7 @@ import type { CloseInfo, ConnectionInfo, DatagramInfo, ListenInfo } from "../ser
 import { DEFAULT_GRACE_PERIOD, describeListener, serveEcho } from "../serve.ts";
 import { echoTcp } from "../tcp.ts";
 import { echoUdp, serveUdpEcho } from "../udp.ts";
-import { readAll, Recorder, ROOT, takeUdpPortWithFreeTcp, test } from "./_helpers.ts";
+import { readAll, Recorder, runEval, takeUdpPortWithFreeTcp, test } from "./_helpers.ts";
 
 const HOST = "127.0.0.1";
 const decoder = new TextDecoder();
@@ -358,17 +358,8 @@ test("unref: a running server does not keep the process alive", async () => {
       console.log("serving unref'd", backend, server.listeners[1].backend);
     }
   `;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["eval", code],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
   // A watchdog, not a synchronisation: if unref does not work the child never exits.
-  const watchdog = setTimeout(() => child.kill("SIGKILL"), 30_000);
-  const { code: exitCode, signal, stdout, stderr } = await child.output();
-  clearTimeout(watchdog);
+  const { code: exitCode, signal, stdout, stderr } = await runEval(code, 30_000);
   assert.equal(signal, null, "the child had to be killed: the server kept it alive");
   assert.equal(exitCode, 0, decoder.decode(stderr));
   assert.deepEqual(decoder.decode(stdout).trim().split("\n"), [
