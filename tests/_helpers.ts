@@ -380,3 +380,37 @@ export async function runEval(code: string, limit: number): Promise<Deno.Command
     clearTimeout(timer);
   }
 }
+
+/** How a connection ended from the client's side, and what came before. */
+export interface Ending {
+  /** `eof`: the server closed (FIN); `reset`: it reset the connection (RST). */
+  end: "eof" | "reset";
+  /** Everything received before the end. */
+  received: Uint8Array;
+}
+
+/**
+ * Reads until the server ends the connection, by FIN or by RST.
+ *
+ * @param conn The connection.
+ * @returns How it ended and what came before.
+ */
+export async function readUntilClosed(conn: Deno.Conn): Promise<Ending> {
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(64 * 1024);
+  let end: Ending["end"] = "eof";
+  try {
+    for (;;) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      chunks.push(buffer.slice(0, n));
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
+    end = "reset";
+  }
+  const received = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) received.set(chunk, (offset += chunk.length) - chunk.length);
+  return { end, received };
+}

@@ -15,7 +15,7 @@ import type { CloseInfo, ConnectionInfo, DatagramInfo, RejectInfo } from "../ser
 import { serveEcho } from "../serve.ts";
 import { echoTcp, serveTcpEcho } from "../tcp.ts";
 import { echoUdp, serveUdpEcho } from "../udp.ts";
-import { HAS_IPV6, randomBytes, Recorder, test, watchdog } from "./_helpers.ts";
+import { HAS_IPV6, randomBytes, readUntilClosed, Recorder, test, watchdog } from "./_helpers.ts";
 
 const SEED = Number(Deno.env.get("ECHO_TEST_SEED") ?? randomSeed());
 const HOST = "127.0.0.1";
@@ -43,35 +43,6 @@ async function roundTrip(conn: Deno.Conn, data: Uint8Array): Promise<void> {
     got += n;
   }
   assert.deepEqual(reply, data);
-}
-
-/** How a connection ended from the client's side, and what came before. */
-interface Ending {
-  /** `eof`: the server closed (FIN); `reset`: it reset the connection (RST). */
-  end: "eof" | "reset";
-  /** Everything received before the end. */
-  received: Uint8Array;
-}
-
-/** Reads until the server ends the connection. */
-async function readUntilClosed(conn: Deno.Conn): Promise<Ending> {
-  const chunks: Uint8Array[] = [];
-  const buffer = new Uint8Array(64 * 1024);
-  let end: Ending["end"] = "eof";
-  try {
-    for (;;) {
-      const n = await conn.read(buffer);
-      if (n === null) break;
-      chunks.push(buffer.slice(0, n));
-    }
-  } catch (error) {
-    if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
-    end = "reset";
-  }
-  const received = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) received.set(chunk, (offset += chunk.length) - chunk.length);
-  return { end, received };
 }
 
 function udpSocket(hostname = HOST): Deno.DatagramConn {

@@ -4,7 +4,7 @@ import type { CloseInfo, ConnectionInfo, DatagramInfo, ListenInfo } from "../ser
 import { DEFAULT_GRACE_PERIOD, describeListener, serveEcho } from "../serve.ts";
 import { echoTcp } from "../tcp.ts";
 import { echoUdp, serveUdpEcho } from "../udp.ts";
-import { readAll, Recorder, runEval, takeUdpPortWithFreeTcp, test } from "./_helpers.ts";
+import { readUntilClosed, Recorder, runEval, takeUdpPortWithFreeTcp, test } from "./_helpers.ts";
 
 const HOST = "127.0.0.1";
 const decoder = new TextDecoder();
@@ -36,8 +36,8 @@ async function tcpNotServed(port: number): Promise<boolean> {
   }
   try {
     await conn.write(encoder.encode("anyone?"));
-    const { bytes } = await readToEnd(conn);
-    return bytes.length === 0;
+    const { received } = await readUntilClosed(conn);
+    return received.length === 0;
   } catch (error) {
     if (error instanceof Deno.errors.ConnectionReset) return true;
     if (error instanceof Deno.errors.BrokenPipe) return true;
@@ -56,22 +56,6 @@ function udpFree(port: number): boolean {
     if (error instanceof Deno.errors.AddrInUse) return false;
     throw error;
   }
-}
-
-async function readToEnd(conn: Deno.Conn): Promise<{ bytes: Uint8Array; reset: boolean }> {
-  const chunks: Uint8Array[] = [];
-  const buffer = new Uint8Array(4096);
-  try {
-    for (;;) {
-      const n = await conn.read(buffer);
-      if (n === null) break;
-      chunks.push(buffer.slice(0, n));
-    }
-  } catch (error) {
-    if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
-    return { bytes: await readAll(ReadableStream.from(chunks)), reset: true };
-  }
-  return { bytes: await readAll(ReadableStream.from(chunks)), reset: false };
 }
 
 test("serveEcho: TCP and UDP share one port picked with port 0", async () => {
@@ -125,8 +109,8 @@ test("shutdown: an idle session is closed after the grace period; finished resol
   assert.ok(waited >= grace - 5, `closed after ${waited}ms, before the ${grace}ms grace`);
   assert.equal(closes.items.length, 1);
   assert.equal(closes.items[0].reason, "shutdown");
-  const { bytes } = await readToEnd(conn); // the server closed it: EOF (or a reset)
-  assert.equal(bytes.length, 0);
+  const { received } = await readUntilClosed(conn); // the server closed it: EOF (or a reset)
+  assert.equal(received.length, 0);
   conn.close();
   assert.equal(server.stats.sessionsOpen, 0);
   assert.equal(DEFAULT_GRACE_PERIOD, 3000);
@@ -147,10 +131,10 @@ test("shutdown: a session that closes by itself within the grace ends normally",
   // Still echoing during the grace period.
   await conn.write(encoder.encode("last words"));
   await conn.closeWrite();
-  const { bytes, reset } = await readToEnd(conn);
+  const { received, end } = await readUntilClosed(conn);
   conn.close();
-  assert.equal(decoder.decode(bytes), "last words");
-  assert.equal(reset, false);
+  assert.equal(decoder.decode(received), "last words");
+  assert.equal(end, "eof");
   await finished;
   assert.deepEqual(closes.items.map((c) => [c.reason, c.bytes]), [["eof", 10]]);
 });
@@ -189,7 +173,7 @@ test("once (tcp): one session is served, a second connection is refused, then it
   assert.ok(await tcpRefused(port), "a second client was accepted");
   await conn.write(encoder.encode("one"));
   await conn.closeWrite();
-  assert.equal(decoder.decode((await readToEnd(conn)).bytes), "one");
+  assert.equal(decoder.decode((await readUntilClosed(conn)).received), "one");
   conn.close();
   await server.finished;
   assert.equal(server.stats.sessionsTotal, 1);
