@@ -232,7 +232,8 @@ export const DEFAULT_UDP_RETRIES = 2;
 
 /**
  * Resolves a host name to one IP address (IP literals are returned as they are, IPv6 in canonical
- * form), using the system resolver so /etc/hosts applies.
+ * form), using the system resolver so /etc/hosts applies; a name with both IPv4 and IPv6 addresses
+ * resolves to IPv4.
  *
  * @example
  * ```ts
@@ -248,7 +249,10 @@ export async function resolveHost(hostname: string): Promise<string> {
   const family = isIP(bare);
   if (family === 6) return new URL(`http://[${bare}]/`).hostname.slice(1, -1);
   if (family === 4) return bare;
-  return (await lookup(bare)).address;
+  // Prefer IPv4 when a name has both (localhost is often ::1 first): our servers bind 127.0.0.1 by
+  // default, and a UDP client cannot fall back the way a TCP connect does.
+  const addresses = await lookup(bare, { all: true });
+  return (addresses.find((a) => a.family === 4) ?? addresses[0]).address;
 }
 
 function isLoopbackIp(ip: string): boolean {
