@@ -577,13 +577,15 @@ export async function echoTcpStream(
             });
           }
           const take = Math.min(chunk.length - head, n - i);
-          for (let k = 0; k < take; k++) {
-            if (chunk[head + k] !== buffer[i + k]) {
-              throw new EchoMismatchError(
-                `echo from ${where} differs at byte ${verified + i + k}`,
-                { address, offset: verified + i + k },
-              );
-            }
+          const k = firstDifference(
+            chunk.subarray(head, head + take),
+            buffer.subarray(i, i + take),
+          );
+          if (k >= 0) {
+            throw new EchoMismatchError(`echo from ${where} differs at byte ${verified + i + k}`, {
+              address,
+              offset: verified + i + k,
+            });
           }
           i += take;
           head += take;
