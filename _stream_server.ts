@@ -9,15 +9,18 @@
 import { callHook, reportError } from "./_hooks.ts";
 import { type StreamPolicy, streamPolicy } from "./_policy.ts";
 import { TcpShaper } from "./impair.ts";
+import { readTurns as turns } from "./_turns.ts";
 import type { CloseReason, EchoServer, EchoServerOptions, ListenInfo } from "./serve.ts";
 import { DEFAULT_GRACE_PERIOD } from "./serve.ts";
 import type { EchoStats } from "./stats.ts";
 import { createStats } from "./stats.ts";
 
-/** First read buffer of a session: small, so idle sessions stay cheap. */
-const INITIAL_BUFFER = 16 * 1024;
-/** A session whose reads fill its buffer grows it up to this size. */
+/** First read buffer of a session: small, so 1,000 idle sessions hold 1 MiB of buffers. */
+const INITIAL_BUFFER = 1024;
+/** A session whose reads fill its buffer grows it fourfold, up to this size. */
 const MAX_BUFFER = 64 * 1024;
+/** A grown buffer shrinks fourfold after this many reads in a row that used at most 1/16 of it. */
+const SHRINK_AFTER = 8;
 /** Pause after an accept failure such as EMFILE, so a full descriptor table is not spun on. */
 const ACCEPT_BACKOFF_MS = 100;
 /** A shaped session reads ahead at most this many bytes beyond what it has written. */
@@ -175,6 +178,7 @@ class StreamServer implements EchoServer {
     this.#sessions.add(session);
     stats.sessionsOpen++;
     stats.sessionsTotal++;
+    turns.enter();
     if (!this.#refed) conn.unref();
     let bytes = 0;
     let reason: CloseReason = "eof";
@@ -193,6 +197,9 @@ class StreamServer implements EchoServer {
       } else {
         const maxBytes = this.#policy.maxSessionBytes ?? Infinity;
         let buffer = new Uint8Array(INITIAL_BUFFER);
+        // The view last written; request/response traffic repeats one size, so it is reused.
+        let view = buffer;
+        let smallReads = 0;
         for (;;) {
           // Never read past the byte cap, so exactly maxSessionBytes are echoed.
           const left = maxBytes - bytes;
@@ -200,10 +207,9 @@ class StreamServer implements EchoServer {
           if (n === null) break;
           session.reads++;
           stats.bytesIn += n;
-          if (options.onData) {
-            callHook(options, options.onData, { id, remoteAddr, data: buffer.subarray(0, n) });
-          }
-          let written = 0;
+          if (n !== view.length) view = buffer.subarray(0, n);
+          if (options.onData) callHook(options, options.onData, { id, remoteAddr, data: view });
+          let written = await conn.write(view);
           while (written < n) written += await conn.write(buffer.subarray(written, n));
           stats.bytesOut += n;
           bytes += n;
@@ -211,8 +217,23 @@ class StreamServer implements EchoServer {
             reason = session.closedBy = "limit";
             break;
           }
-          if (n === buffer.length && buffer.length < MAX_BUFFER) {
-            buffer = new Uint8Array(buffer.length * 4);
+          // Grow while reads fill the buffer; shrink after a run of small reads, so a session
+          // that carried bulk data and went back to small messages gives the memory back.
+          if (n === buffer.length) {
+            smallReads = 0;
+            if (buffer.length < MAX_BUFFER) view = buffer = new Uint8Array(buffer.length * 4);
+          } else if (buffer.length > INITIAL_BUFFER && n <= buffer.length >> 4) {
+            if (++smallReads === SHRINK_AFTER) {
+              smallReads = 0;
+              view = buffer = new Uint8Array(buffer.length >> 2);
+            }
+          } else {
+            smallReads = 0;
+          }
+          if (turns.busy) {
+            // Hundreds of busy sessions: take turns (see _turns.ts), or some would starve.
+            const turn = turns.take();
+            if (turn) await turn;
           }
         }
       }
@@ -230,6 +251,7 @@ class StreamServer implements EchoServer {
     } finally {
       this.#sessions.delete(session);
       stats.sessionsOpen--;
+      turns.leave();
       if (reason === "idle") stats.dropped.idle++;
       try {
         conn.close();
