@@ -60,15 +60,16 @@ interface Session {
 }
 
 /**
- * Serves echo on an already-bound stream listener.
+ * Serves echo on an already-bound stream listener, or on several bound to one address (TCP
+ * listeners sharing a port with `reusePort`, each with its own accept queue).
  *
- * @param listener A TCP, TLS or Unix listener.
+ * @param listener A TCP, TLS or Unix listener, or TCP listeners on one address.
  * @param options Hooks, limits and counters.
  * @param info Extra facts for the listener's ListenInfo (e.g. `secure` for TLS).
  * @returns The server handle.
  */
 export function serveStreamListener(
-  listener: Deno.Listener,
+  listener: Deno.Listener | readonly Deno.Listener[],
   options: EchoServerOptions,
   info: Partial<ListenInfo> = {},
 ): EchoServer {
@@ -80,12 +81,12 @@ class StreamServer implements EchoServer {
   readonly listeners: readonly ListenInfo[];
   readonly stats: EchoStats;
   readonly finished: Promise<void>;
-  #listener: Deno.Listener;
+  #listeners: readonly Deno.Listener[];
   #options: EchoServerOptions;
   #policy: StreamPolicy;
   #sessions = new Set<Session>();
   #accepting = true;
-  #acceptLoopDone = false;
+  #acceptLoops = 0;
   #shuttingDown = false;
   #graceTimer?: ReturnType<typeof setTimeout>;
   #sweeper?: ReturnType<typeof setInterval>;
@@ -93,12 +94,16 @@ class StreamServer implements EchoServer {
   #nextId = 1;
   #refed = true;
 
-  constructor(listener: Deno.Listener, options: EchoServerOptions, info: Partial<ListenInfo>) {
+  constructor(
+    listener: Deno.Listener | readonly Deno.Listener[],
+    options: EchoServerOptions,
+    info: Partial<ListenInfo>,
+  ) {
     this.#policy = streamPolicy(options);
-    this.#listener = listener;
+    this.#listeners = Array.isArray(listener) ? listener : [listener as Deno.Listener];
     this.#options = options;
     this.stats = options.stats ?? createStats();
-    this.addr = listener.addr as Deno.NetAddr;
+    this.addr = this.#listeners[0].addr as Deno.NetAddr;
     const shaper = this.#policy.shaper;
     this.listeners = [{
       transport: "tcp",
@@ -116,18 +121,19 @@ class StreamServer implements EchoServer {
     if (sweepEvery < Infinity) {
       this.#sweeper = setInterval(() => this.#sweep(), Math.max(10, Math.min(1000, sweepEvery)));
     }
-    void this.#acceptLoop();
+    for (const each of this.#listeners) void this.#acceptLoop(each);
     const signal = options.signal;
     if (signal?.aborted) void this.shutdown();
     else signal?.addEventListener("abort", () => void this.shutdown(), { once: true });
   }
 
-  async #acceptLoop(): Promise<void> {
+  async #acceptLoop(listener: Deno.Listener): Promise<void> {
+    this.#acceptLoops++;
     const { acl, maxConnections } = this.#policy;
     while (this.#accepting) {
       let conn: Deno.Conn;
       try {
-        conn = await this.#listener.accept();
+        conn = await listener.accept();
       } catch (error) {
         if (!this.#accepting || error instanceof Deno.errors.BadResource) break;
         if (isTransientAcceptError(error)) {
@@ -165,7 +171,7 @@ class StreamServer implements EchoServer {
       if (this.#options.once) this.#stopAccepting();
       void this.#session(conn, this.#nextId++);
     }
-    this.#acceptLoopDone = true;
+    this.#acceptLoops--;
     this.#maybeFinish();
   }
 
@@ -416,15 +422,17 @@ class StreamServer implements EchoServer {
   #stopAccepting(): void {
     if (!this.#accepting) return;
     this.#accepting = false;
-    try {
-      this.#listener.close();
-    } catch {
-      // already closed
+    for (const listener of this.#listeners) {
+      try {
+        listener.close();
+      } catch {
+        // already closed
+      }
     }
   }
 
   #maybeFinish(): void {
-    if (this.#accepting || !this.#acceptLoopDone || this.#sessions.size > 0) return;
+    if (this.#accepting || this.#acceptLoops > 0 || this.#sessions.size > 0) return;
     clearTimeout(this.#graceTimer);
     clearInterval(this.#sweeper);
     this.#resolve();
@@ -454,7 +462,7 @@ class StreamServer implements EchoServer {
   ref(): void {
     this.#refed = true;
     if (this.#sweeper !== undefined) Deno.refTimer(this.#sweeper as unknown as number);
-    this.#listener.ref();
+    for (const listener of this.#listeners) listener.ref();
     for (const session of this.#sessions) {
       session.conn.ref();
       if (session.timer !== undefined) Deno.refTimer(session.timer);
@@ -464,7 +472,7 @@ class StreamServer implements EchoServer {
   unref(): void {
     this.#refed = false;
     if (this.#sweeper !== undefined) Deno.unrefTimer(this.#sweeper as unknown as number);
-    this.#listener.unref();
+    for (const listener of this.#listeners) listener.unref();
     for (const session of this.#sessions) {
       session.conn.unref();
       if (session.timer !== undefined) Deno.unrefTimer(session.timer);

@@ -18,6 +18,7 @@ import {
 import type { EchoServer, EchoServerOptions } from "./serve.ts";
 import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./serve.ts";
 import { serveStreamListener } from "./_stream_server.ts";
+import { listenTcp } from "./_listen.ts";
 import { validatePolicy } from "./_policy.ts";
 import { firstDifference, listenError, toBytes } from "./_util.ts";
 
@@ -73,11 +74,13 @@ export function serveTcpEcho(options: TcpEchoOptions = {}): EchoServer {
   if (tls !== undefined && (typeof tls.cert !== "string" || typeof tls.key !== "string")) {
     throw new TypeError("tls needs cert and key as PEM text (strings), not file names or bytes");
   }
-  let listener: Deno.Listener;
+  let listener: Deno.Listener | Deno.Listener[];
   try {
+    // Plain TCP binds two listeners sharing the port where it can: two accept queues (_listen.ts).
+    // A `once` server needs no queue for a crowd, and must refuse the second client at once.
     listener = tls
       ? Deno.listenTls({ hostname, port, transport: "tcp", cert: tls.cert, key: tls.key })
-      : Deno.listen({ hostname, port, transport: "tcp" });
+      : listenTcp(hostname, port, { queues: options.once ? 1 : undefined });
   } catch (error) {
     if (tls && isTlsMaterialError(error)) throw tlsMaterialError(error);
     throw listenError(error, { hostname, port, transport: "tcp" });
