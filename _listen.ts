@@ -35,6 +35,8 @@ export interface ListenTcpOptions {
    * `reusePort` at once, without first checking that nobody holds the port.
    */
   join?: boolean;
+  /** Bind with `reusePort` even for one listener, so that workers can join the port. */
+  shared?: boolean;
 }
 
 /**
@@ -54,7 +56,9 @@ export function listenTcp(
   options: ListenTcpOptions = {},
 ): Deno.Listener[] {
   const queues = canSharePort() ? options.queues ?? ACCEPT_QUEUES : 1;
-  if (queues <= 1 && !options.join) return [Deno.listen({ hostname, port, transport: "tcp" })];
+  if (queues <= 1 && !options.join && !(options.shared && canSharePort())) {
+    return [Deno.listen({ hostname, port, transport: "tcp" })];
+  }
   if (!options.join) {
     const probe = Deno.listen({ hostname, port, transport: "tcp" });
     port = (probe.addr as Deno.NetAddr).port;

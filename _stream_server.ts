@@ -68,6 +68,16 @@ interface Session {
   timer?: number;
 }
 
+/** What a server shares with servers on other threads (a main thread and its workers). */
+export interface StreamSharing {
+  /** Sessions open across all of them, at index 0, so `maxConnections` caps the total. */
+  sessions?: Int32Array;
+  /** Session ids are `idStart`, `idStart + idStep`, ..., so they stay unique across threads. */
+  idStart?: number;
+  /** See `idStart`. */
+  idStep?: number;
+}
+
 /**
  * Serves echo on an already-bound stream listener, or on several bound to one address (TCP
  * listeners sharing a port with `reusePort`, each with its own accept queue).
@@ -75,14 +85,16 @@ interface Session {
  * @param listener A TCP, TLS or Unix listener, or TCP listeners on one address.
  * @param options Hooks, limits and counters.
  * @param info Extra facts for the listener's ListenInfo (e.g. `secure` for TLS).
+ * @param sharing Counters and ids shared with servers on other threads, if any.
  * @returns The server handle.
  */
 export function serveStreamListener(
   listener: Deno.Listener | readonly Deno.Listener[],
   options: EchoServerOptions,
   info: Partial<ListenInfo> = {},
+  sharing: StreamSharing = {},
 ): EchoServer {
-  return new StreamServer(listener, options, info);
+  return new StreamServer(listener, options, info, sharing);
 }
 
 class StreamServer implements EchoServer {
@@ -101,14 +113,20 @@ class StreamServer implements EchoServer {
   #sweeper?: ReturnType<typeof setInterval>;
   #resolve: () => void;
   #nextId = 1;
+  #idStep = 1;
+  #shared?: Int32Array;
   #refed = true;
 
   constructor(
     listener: Deno.Listener | readonly Deno.Listener[],
     options: EchoServerOptions,
     info: Partial<ListenInfo>,
+    sharing: StreamSharing,
   ) {
     this.#policy = streamPolicy(options);
+    this.#shared = sharing.sessions;
+    this.#nextId = sharing.idStart ?? 1;
+    this.#idStep = sharing.idStep ?? 1;
     this.#listeners = Array.isArray(listener) ? listener : [listener as Deno.Listener];
     this.#options = options;
     this.stats = options.stats ?? createStats();
@@ -156,11 +174,19 @@ class StreamServer implements EchoServer {
         continue;
       }
       const remote = conn.remoteAddr as Deno.NetAddr;
-      const refused = acl && remote.hostname !== undefined && !acl.matches(remote.hostname)
-        ? "acl"
-        : this.#sessions.size >= maxConnections
-        ? "limit"
-        : undefined;
+      let refused: "acl" | "limit" | undefined;
+      if (acl && remote.hostname !== undefined && !acl.matches(remote.hostname)) {
+        refused = "acl";
+      } else if (this.#shared) {
+        // The cap counts the sessions of every thread; a session counted here is uncounted when
+        // it ends (#session's finally).
+        if (Atomics.add(this.#shared, 0, 1) >= maxConnections) {
+          Atomics.sub(this.#shared, 0, 1);
+          refused = "limit";
+        }
+      } else if (this.#sessions.size >= maxConnections) {
+        refused = "limit";
+      }
       if (refused) {
         this.stats.dropped[refused]++;
         try {
@@ -178,7 +204,8 @@ class StreamServer implements EchoServer {
         continue;
       }
       if (this.#options.once) this.#stopAccepting();
-      void this.#session(conn, this.#nextId++);
+      void this.#session(conn, this.#nextId);
+      this.#nextId += this.#idStep;
     }
     this.#acceptLoops--;
     this.#maybeFinish();
@@ -269,6 +296,7 @@ class StreamServer implements EchoServer {
       this.#sessions.delete(session);
       stats.sessionsOpen--;
       turns.leave();
+      if (this.#shared) Atomics.sub(this.#shared, 0, 1);
       if (reason === "idle") stats.dropped.idle++;
       try {
         conn.close();

@@ -187,6 +187,15 @@ export interface UdpEchoOptions extends EchoServerOptions {
 export interface ServeEchoOptions extends UdpEchoOptions {
   /** Which transports to serve. Default `both`. */
   transport?: "tcp" | "udp" | "both";
+  /**
+   * Threads that accept TCP connections: the main thread and `workers - 1` Web Workers, each
+   * with its own listener on the same port (`reusePort`, which needs Linux and unstable net).
+   * UDP stays on the main thread; `maxConnections` and the counters are totals over all threads;
+   * hooks run on the main thread; `shutdown()` stops every thread; `unref()` cannot let the
+   * workers go (only `shutdown()` does). Session ids stay unique but are not consecutive.
+   * Default 1.
+   */
+  workers?: number;
 }
 
 /** A running echo server, shaped like the handle `Deno.serve` returns. */
@@ -225,11 +234,25 @@ const PORT_RETRIES = 20;
  * await echoUdp(reply, { port: server.addr.port });
  * ```
  *
- * @param options Where to listen, which transports, hooks and limits.
+ * @example Four threads accepting TCP connections (Linux, unstable net)
+ * ```ts
+ * import { echoTcp, serveEcho } from "./mod.ts";
+ * await using server = await serveEcho({ port: 0, transport: "tcp", workers: 4 });
+ * await echoTcp("spread over threads", { port: server.addr.port });
+ * ```
+ *
+ * @param options Where to listen, which transports, threads, hooks and limits.
  * @returns The running server.
  * @throws {EchoConnectionError} When the address cannot be bound.
+ * @throws {TypeError} When `workers` is above 1 and the port cannot be shared, or with `once`.
+ * @throws {RangeError} When `workers` is not a whole number of at least 1.
  */
 export async function serveEcho(options: ServeEchoOptions = {}): Promise<EchoServer> {
+  if (options.workers !== undefined && options.workers !== 1) {
+    // Loaded only when asked for: the workers' module costs a one-thread server nothing.
+    const { serveWithWorkers } = await import("./_workers.ts");
+    return await serveWithWorkers(options, options.workers);
+  }
   const transport = options.transport ?? "both";
   if (transport === "tcp") return serveTcpEcho(options);
   if (transport === "udp") return await serveUdpEcho(options);

@@ -109,6 +109,14 @@ const SPEC: CliSpec = {
       description: "serve on a Unix domain socket at PATH instead (stale socket replaced)",
     },
     {
+      name: "workers",
+      type: "string",
+      arg: "N|auto",
+      group: "Performance",
+      description:
+        "threads accepting TCP (N-1 Web Workers sharing the port; Linux, unstable net); auto = one per core",
+    },
+    {
       name: "max-connections",
       type: "string",
       arg: "N",
@@ -239,6 +247,9 @@ const SPEC: CliSpec = {
     "--allow-read for the two files. --unix serves a stream socket (no UDP, no --host, --port or\n" +
     "--allow) and needs --allow-read, --allow-write and --allow-net for PATH (Deno asks for all\n" +
     "three; --allow-net=unix:PATH is enough of the last).",
+    "--workers N accepts TCP on N threads sharing the port (Linux, unstable net, and --allow-read\n" +
+    "for the workers' module); UDP stays on the main thread; --max-connections and the counters\n" +
+    "are totals over every thread.",
   ],
 };
 
@@ -295,6 +306,7 @@ function options(values: FlagValues): ServeEchoOptions {
     allow: values.allow as string[] | undefined,
     loopGuard: values["no-loop-guard"] ? false : undefined,
     impair: Object.values(impair).some((v) => v !== undefined) ? impair : undefined,
+    workers: text("workers") === undefined ? undefined : parseWorkers(text("workers")!),
   };
   try {
     validatePolicy(result);
@@ -302,6 +314,32 @@ function options(values: FlagValues): ServeEchoOptions {
     throw new UsageError((error as Error).message);
   }
   return result;
+}
+
+/** `--workers N` or `auto` (one thread per core). */
+function parseWorkers(text: string): number {
+  if (text.trim() === "auto") return Math.max(1, navigator.hardwareConcurrency || 1);
+  return parseInteger(text, "--workers", { min: 1 });
+}
+
+/**
+ * Checks `--workers` above 1 against the other flags and the runtime (port sharing needs Linux
+ * and unstable net) before anything listens; the workers' module is loaded only then.
+ */
+async function checkWorkers(options: ServeEchoOptions, choice: TransportChoice): Promise<void> {
+  if (options.workers === undefined || options.workers === 1) return;
+  if (choice.tls) {
+    throw new UsageError("--workers and --tls-cert conflict: workers serve plain TCP");
+  }
+  if (choice.unix !== undefined) {
+    throw new UsageError("--workers and --unix conflict: workers serve plain TCP");
+  }
+  const { validateWorkers } = await import("./_workers.ts");
+  try {
+    validateWorkers(options.workers, options);
+  } catch (error) {
+    throw new UsageError(`--workers ${options.workers}: ${(error as Error).message}`);
+  }
 }
 
 /** What the transport flags ask for: TLS (with the files read) or a Unix socket, or neither. */
@@ -405,6 +443,7 @@ async function main(): Promise<number> {
   if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const serveOptions = options(values);
   const choice = await transportChoice(values);
+  await checkWorkers(serveOptions, choice);
   if (choice.tls) serveOptions.transport = "tcp";
   const json = Boolean(values.json);
   const quiet = Boolean(values.quiet);
