@@ -242,10 +242,16 @@ class StreamServer implements EchoServer {
         // The view last written; request/response traffic repeats one size, so it is reused.
         let view = buffer;
         let smallReads = 0;
+        /** The turn this session's read started in, while it takes turns (see _turns.ts). */
+        let turn = -1;
         for (;;) {
           // Never read past the byte cap, so exactly maxSessionBytes are echoed.
           const left = maxBytes - bytes;
           const n = await conn.read(left < buffer.length ? buffer.subarray(0, left) : buffer);
+          if (turn >= 0) {
+            turns.done(turn);
+            turn = -1;
+          }
           if (n === null) break;
           session.reads++;
           stats.bytesIn += n;
@@ -276,8 +282,9 @@ class StreamServer implements EchoServer {
           }
           if (turns.busy) {
             // Hundreds of busy sessions: take turns (see _turns.ts), or some would starve.
-            const turn = turns.take();
-            if (turn) await turn;
+            const wait = turns.take();
+            if (wait) await wait;
+            turn = turns.started();
           }
         }
       }

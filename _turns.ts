@@ -2,29 +2,35 @@
  * Fair turns for many busy stream sessions.
  *
  * Why this exists: Deno 2.9 polls every pending op of an isolate from one tokio task, whose
- * cooperative budget is 128 ready I/O polls per run. When more reads than that become ready
- * between two polls of the event loop (hundreds of busy connections), the rest are postponed,
- * and the postponed ones are woken again in reverse order and behind the reads that just became
- * ready. Under steady load the same connections keep winning while others wait for seconds
- * (measured: 1,000 connections, some served 1 request and some 1,000; reads pending up to 3 s
- * while their data sat in the socket). Limiting how many reads start per event-loop turn, and
- * serving the waiting sessions first in arrival order, keeps every connection served; waiting a
- * timer tick also lets the next request arrive, so most reads then complete at once instead of
- * parking in that task. bench/README.md has the figures.
+ * cooperative budget is 128 ready I/O polls per run. When more reads than that are ready in one
+ * run (hundreds of busy connections), the rest are postponed, and the postponed ones are woken
+ * again in reverse order and behind the reads that just became ready. Under steady load the same
+ * connections keep winning while others wait for seconds (measured: 1,000 connections, some
+ * served 1 request and some 1,000; reads pending up to 3 s while their data sat in the socket).
  *
- * A session asks {@linkcode ReadTurns.take} before each read: below the per-turn allowance and
- * with nobody waiting it reads at once; otherwise it waits in line for a later turn. Turns are
- * timer ticks (a few per millisecond at most): an immediate (`setImmediate`) or an op round
- * trip does not let the event loop poll I/O in between, and measured no fairer.
+ * So a read completes in that task's next run, and two kinds of read can be ready there: the
+ * ones started since (sessions that just echoed), and the ones still pending from earlier turns
+ * because their data had not arrived ("parked"). This module keeps their sum under the budget:
+ * a session asks {@linkcode ReadTurns.take} before each read and reports it done with
+ * {@linkcode ReadTurns.done}; each turn lets at most READS_PER_TURN reads start, fewer while
+ * reads are parked, and the sessions waiting in line go first, in arrival order. Turns are timer
+ * ticks: an immediate (`setImmediate`) or an op round trip does not let the event loop poll I/O
+ * in between, and measured no fairer. bench/README.md has the figures.
  *
  * @module
  */
 
 /**
- * Reads that may start per turn. Below tokio's budget of 128 with room for the writes and
- * accepts of the same turn; 128 and more measured unfair again.
+ * Reads that may start per turn: below tokio's budget of 128, with room for the accepts and
+ * writes of the same run; 128 and more measured unfair again.
  */
 export const READS_PER_TURN = 96;
+
+/** Reads started this turn plus reads parked from earlier turns, at most. */
+export const READS_PENDING = 120;
+
+/** Turns after which a parked read counts as idle (its client is quiet), no longer as parked. */
+const PARKED_TURNS = 64;
 
 /** Sessions open in the isolate before reads take turns; fewer cannot exhaust the budget. */
 export const TURNS_FROM_SESSIONS = 100;
@@ -37,6 +43,10 @@ export class ReadTurns {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #perTurn: number;
   #sessions = 0;
+  #turn = 0;
+  /** Reads started in turn t and not done, at t % PARKED_TURNS; their sum is #pending. */
+  #startedIn = new Int32Array(PARKED_TURNS);
+  #pending = 0;
 
   /**
    * @param perTurn Reads that may start per turn.
@@ -61,6 +71,8 @@ export class ReadTurns {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#used = 0;
+    this.#pending = 0;
+    this.#startedIn.fill(0);
   }
 
   /**
@@ -69,7 +81,10 @@ export class ReadTurns {
    * @returns `undefined` when the caller may read at once, or a promise to await first.
    */
   take(): Promise<void> | undefined {
-    if (this.#used < this.#perTurn && this.#head === this.#queue.length) {
+    if (
+      this.#used < this.#perTurn && this.#head === this.#queue.length &&
+      this.#pending < READS_PENDING
+    ) {
       this.#used++;
       this.#arm();
       return undefined;
@@ -78,6 +93,28 @@ export class ReadTurns {
     this.#queue.push(resolve);
     this.#arm();
     return promise;
+  }
+
+  /**
+   * Counts a read that starts now (after `take`).
+   *
+   * @returns The turn it started in, for {@linkcode ReadTurns.done}.
+   */
+  started(): number {
+    this.#startedIn[this.#turn % PARKED_TURNS]++;
+    this.#pending++;
+    return this.#turn;
+  }
+
+  /**
+   * Counts a read that completed (or failed).
+   *
+   * @param turn What {@linkcode ReadTurns.started} returned for it.
+   */
+  done(turn: number): void {
+    if (this.#turn - turn >= PARKED_TURNS) return; // already counted as idle
+    this.#startedIn[turn % PARKED_TURNS]--;
+    this.#pending--;
   }
 
   /** Sessions waiting for a turn. */
@@ -92,9 +129,15 @@ export class ReadTurns {
   #tick = (): void => {
     this.#timer = undefined;
     this.#used = 0;
+    // Reads started PARKED_TURNS turns ago and still pending wait for quiet clients: no longer
+    // counted, or a few hundred idle sessions would stop everyone else.
+    const slot = ++this.#turn % PARKED_TURNS;
+    this.#pending -= this.#startedIn[slot];
+    this.#startedIn[slot] = 0;
     const queue = this.#queue;
     let head = this.#head;
-    const end = Math.min(queue.length, head + this.#perTurn);
+    const room = Math.max(0, Math.min(this.#perTurn, READS_PENDING - this.#pending));
+    const end = Math.min(queue.length, head + room);
     while (head < end) {
       const resolve = queue[head];
       queue[head++] = undefined as unknown as (value: void) => void;
@@ -109,8 +152,9 @@ export class ReadTurns {
       head = 0;
     }
     this.#head = head;
-    // Keep ticking while reads are being counted, so the allowance resets; stop when idle.
-    if (this.#used > 0 || head < queue.length) this.#arm();
+    // Keep ticking while reads are counted or parked, so allowances reset and parked reads age;
+    // stop when idle.
+    if (this.#used > 0 || head < queue.length || this.#pending > 0) this.#arm();
   };
 }
 

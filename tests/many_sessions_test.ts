@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { Random, randomSeed } from "../_random.ts";
-import { ReadTurns, TURNS_FROM_SESSIONS } from "../_turns.ts";
+import { READS_PENDING, ReadTurns, TURNS_FROM_SESSIONS } from "../_turns.ts";
 import { serveTcpEcho } from "../tcp.ts";
 import { randomBytes, randomInt, test } from "./_helpers.ts";
 
@@ -98,6 +98,28 @@ test("ReadTurns: reads start at once up to the allowance, then wait in arrival o
     assert.equal(turns.waiting, 0);
   } finally {
     // The last session leaving stops the ticking: the test's timer sanitizer would catch one left.
+    turns.leave();
+  }
+});
+
+test("ReadTurns: parked reads hold back new ones; done() makes room, and idle ones age out", async () => {
+  const turns = new ReadTurns(8);
+  turns.enter();
+  try {
+    // Reads that started and never completed (their clients are slow or quiet) are parked.
+    const parked = Array.from({ length: READS_PENDING }, () => turns.started());
+    const first = turns.take();
+    assert.ok(first instanceof Promise, "no room while READS_PENDING reads are pending");
+    for (const turn of parked.slice(0, 4)) turns.done(turn);
+    await first; // a later turn has room for four again
+    turns.started();
+    // Fill the room up again: the next take has to wait.
+    let waiting: Promise<void> | undefined;
+    while (!(waiting = turns.take())) turns.started();
+    // Never marked done, the parked reads age out after a number of turns: nobody waits forever.
+    await waiting;
+    assert.equal(turns.waiting, 0);
+  } finally {
     turns.leave();
   }
 });
