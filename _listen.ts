@@ -19,6 +19,12 @@ export const ACCEPT_QUEUES = 2;
  * Whether TCP listeners can share a port here: Linux (where the kernel spreads connections over
  * the listeners) with unstable net (Deno.listen's `reusePort`).
  *
+ * @example
+ * ```ts
+ * import { canSharePort } from "./_listen.ts";
+ * console.log(canSharePort()); // true on Linux with unstable net
+ * ```
+ *
  * @returns true when {@linkcode listenTcp} binds several listeners.
  */
 export function canSharePort(): boolean {
@@ -43,6 +49,14 @@ export interface ListenTcpOptions {
  * Binds TCP listeners on one address. With port sharing, a plain listener is bound first and
  * closed: it fails with AddrInUse when anyone holds the port, with or without `reusePort`, so
  * this server never silently shares a port with another program (or another copy of itself).
+ *
+ * @example
+ * ```ts
+ * import { listenTcp } from "./_listen.ts";
+ * const listeners = listenTcp("127.0.0.1", 0);
+ * console.log(listeners.length); // 2 where the port can be shared, else 1
+ * for (const listener of listeners) listener.close();
+ * ```
  *
  * @param hostname Address to bind.
  * @param port Port to bind; 0 picks a free one (the same for every listener).

@@ -244,6 +244,8 @@ class StreamServer implements EchoServer {
         let smallReads = 0;
         /** The turn this session's read started in, while it takes turns (see _turns.ts). */
         let turn = -1;
+        /** The window in which this session last counted as active (see _turns.ts). */
+        let activeIn = 0;
         for (;;) {
           // Never read past the byte cap, so exactly maxSessionBytes are echoed.
           const left = maxBytes - bytes;
@@ -269,7 +271,7 @@ class StreamServer implements EchoServer {
           // that carried bulk data and went back to small messages gives the memory back.
           if (n === buffer.length) {
             smallReads = 0;
-            if (buffer.length < (turns.busy ? CROWD_MAX_BUFFER : MAX_BUFFER)) {
+            if (buffer.length < (turns.crowded ? CROWD_MAX_BUFFER : MAX_BUFFER)) {
               view = buffer = new Uint8Array(buffer.length * 4);
             }
           } else if (buffer.length > INITIAL_BUFFER && n <= buffer.length >> 4) {
@@ -280,11 +282,14 @@ class StreamServer implements EchoServer {
           } else {
             smallReads = 0;
           }
-          if (turns.busy) {
-            // Hundreds of busy sessions: take turns (see _turns.ts), or some would starve.
-            const wait = turns.take();
-            if (wait) await wait;
-            turn = turns.started();
+          if (turns.crowded) {
+            activeIn = turns.note(activeIn);
+            if (turns.busy) {
+              // Hundreds of busy sessions: take turns (see _turns.ts), or some would starve.
+              const wait = turns.take();
+              if (wait) await wait;
+              turn = turns.started();
+            }
           }
         }
       }

@@ -32,10 +32,31 @@ export const READS_PENDING = 120;
 /** Turns after which a parked read counts as idle (its client is quiet), no longer as parked. */
 const PARKED_TURNS = 64;
 
-/** Sessions open in the isolate before reads take turns; fewer cannot exhaust the budget. */
+/**
+ * Sessions that read within one window (ACTIVE_WINDOW_MS) before reads take turns; fewer cannot
+ * exhaust the budget, and idle sessions do not count, so they cost the busy ones nothing.
+ */
 export const TURNS_FROM_SESSIONS = 100;
 
-/** The line of sessions waiting to read, shared by every stream server of this isolate. */
+/** The window in which a session that read counts as active, in ms. */
+const ACTIVE_WINDOW_MS = 50;
+
+/**
+ * The line of sessions waiting to read, shared by every stream server of this isolate.
+ *
+ * @example
+ * ```ts
+ * import { ReadTurns } from "./_turns.ts";
+ * const turns = new ReadTurns(2);
+ * turns.enter();
+ * turns.note(0); // a session read (sessions that read recently decide whether turns are taken)
+ * const first = turns.take(); // undefined: read now
+ * const turn = turns.started();
+ * turns.done(turn);
+ * console.log(first, turns.take(), turns.take() instanceof Promise); // undefined undefined true
+ * turns.leave(); // the last session leaving stops the ticking
+ * ```
+ */
 export class ReadTurns {
   #queue: ((value: void) => void)[] = [];
   #head = 0;
@@ -47,6 +68,10 @@ export class ReadTurns {
   /** Reads started in turn t and not done, at t % PARKED_TURNS; their sum is #pending. */
   #startedIn = new Int32Array(PARKED_TURNS);
   #pending = 0;
+  #window = 1;
+  #windowStart = 0;
+  #active = 0;
+  #activeBefore = 0;
 
   /**
    * @param perTurn Reads that may start per turn.
@@ -55,9 +80,33 @@ export class ReadTurns {
     this.#perTurn = perTurn;
   }
 
-  /** Whether enough sessions are open for reads to take turns. */
-  get busy(): boolean {
+  /** Whether enough sessions are open that reads may have to take turns (a cheap first test). */
+  get crowded(): boolean {
     return this.#sessions > TURNS_FROM_SESSIONS;
+  }
+
+  /** Whether enough sessions read recently that reads take turns. */
+  get busy(): boolean {
+    return this.#sessions > TURNS_FROM_SESSIONS &&
+      Math.max(this.#active, this.#activeBefore) > TURNS_FROM_SESSIONS;
+  }
+
+  /**
+   * Counts a session that just read as active in the current window.
+   *
+   * @param window What this returned for the session's previous read (0 the first time).
+   * @returns The current window, to pass next time.
+   */
+  note(window: number): number {
+    const now = performance.now();
+    if (now - this.#windowStart >= ACTIVE_WINDOW_MS) {
+      this.#activeBefore = now - this.#windowStart < 2 * ACTIVE_WINDOW_MS ? this.#active : 0;
+      this.#active = 0;
+      this.#window++;
+      this.#windowStart = now;
+    }
+    if (window !== this.#window) this.#active++;
+    return this.#window;
   }
 
   /** Counts a session that opened. */

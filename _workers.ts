@@ -63,6 +63,17 @@ const PORT_RETRIES = 20;
 /**
  * Checks a `workers` value: a whole number of at least 1; above 1 it needs port sharing.
  *
+ * @example
+ * ```ts
+ * import { validateWorkers } from "./_workers.ts";
+ * validateWorkers(1); // always fine
+ * try {
+ *   validateWorkers(0);
+ * } catch (error) {
+ *   console.log((error as Error).name); // "RangeError"
+ * }
+ * ```
+ *
  * @param workers The number of threads that accept TCP connections.
  * @param options The rest of the options, for the combinations that cannot work.
  * @throws {RangeError} When it is not a whole number of at least 1.
@@ -99,7 +110,15 @@ export function validateWorkers(workers: number, options: ServeEchoOptions = {})
 
 /**
  * Starts TCP (and UDP, unless `transport` is `tcp`) on one host and port with `workers` threads
- * accepting TCP connections.
+ * accepting TCP connections. serveEcho calls it when `workers` is above 1.
+ *
+ * @example
+ * ```ts
+ * import { serveWithWorkers } from "./_workers.ts";
+ * import { echoTcp } from "./tcp.ts";
+ * await using server = await serveWithWorkers({ port: 0, transport: "tcp" }, 2);
+ * await echoTcp("two threads", { port: server.addr.port });
+ * ```
  *
  * @param options What serveEcho takes.
  * @param workers Threads that accept TCP connections, the main thread included (at least 2).

@@ -123,3 +123,21 @@ test("ReadTurns: parked reads hold back new ones; done() makes room, and idle on
     turns.leave();
   }
 });
+
+test("ReadTurns: idle sessions do not make reads take turns; many that read do", () => {
+  const turns = new ReadTurns();
+  const open = TURNS_FROM_SESSIONS + 400;
+  for (let i = 0; i < open; i++) turns.enter();
+  try {
+    assert.ok(turns.crowded);
+    // One busy session among hundreds of idle ones reads and reads again: no turns.
+    let window = 0;
+    for (let i = 0; i < 1000; i++) window = turns.note(window);
+    assert.equal(turns.busy, false);
+    // Many sessions reading within the window: turns.
+    for (let i = 0; i < TURNS_FROM_SESSIONS + 1; i++) turns.note(0);
+    assert.equal(turns.busy, true);
+  } finally {
+    for (let i = 0; i < open; i++) turns.leave();
+  }
+});
