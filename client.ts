@@ -5,6 +5,7 @@
  * echo server: ping mode (a line per reply, then loss and rtt statistics) and bench mode (req/s,
  * MB/s, latency percentiles, loss, duplicates, reordering, jitter), both on the engine in probe.ts.
  *
+ * @example Usage
  * ```sh
  * deno run --allow-net client.ts [options] [MESSAGE]
  * deno run --allow-net client.ts --count 5 --interval 1s [--udp]

@@ -2,6 +2,7 @@
 /**
  * The echo server CLI: TCP and UDP echo (RFC 862) on 127.0.0.1:5006 until Ctrl-C.
  *
+ * @example Usage
  * ```sh
  * deno run --allow-net server.ts [--host ADDR] [--port PORT] [--tcp|--udp] [--once] [-v|-q] [--json]
  * deno run --allow-net --allow-read server.ts --tls-cert FILE --tls-key FILE [options]
