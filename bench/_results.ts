@@ -384,7 +384,9 @@ export function fmtRatio(a: number | undefined | null, b: number | undefined | n
  */
 export function fmtRange(st: Stat | null | undefined, fmt: (v: number) => string): string {
   if (!st) return "—";
-  return st.min === st.max ? fmt(st.median) : `${fmt(st.median)} (${fmt(st.min)}–${fmt(st.max)})`;
+  return fmt(st.min) === fmt(st.max)
+    ? fmt(st.median)
+    : `${fmt(st.median)} (${fmt(st.min)}–${fmt(st.max)})`;
 }
 
 /**
