@@ -455,6 +455,8 @@ export interface StartServerOptions {
   timeoutMs?: number;
   /** Working directory (default the repository root, so deno.json is found). */
   cwd?: string;
+  /** Extra environment variables for the server. */
+  env?: Record<string, string>;
 }
 
 /** Linux reports /proc times in USER_HZ ticks, 100 per second on every architecture it runs on. */
@@ -593,6 +595,7 @@ export async function startServer(
   const child = new Deno.Command(full[0], {
     args: full.slice(1),
     cwd: options.cwd ?? REPO_DIR,
+    env: options.env,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { buildNative, findBun, runGenerator, startServer, which } from "./_peers.ts";
 import { renderReport } from "./_report.ts";
 import { CELLS, type Context, LOADGEN, main, median, parseBenchArgs, runSuite } from "./main.ts";
+import { descendants, renderMemory } from "./memory.ts";
 import { renderReadmeTable } from "./readme_table.ts";
 
 const NODE = await which("node");
@@ -371,4 +372,29 @@ Deno.test({
       }
     }
   },
+});
+
+Deno.test("memory.ts: descendants finds a grandchild, so deno task's server is measured", async () => {
+  const child = new Deno.Command("sh", {
+    args: ["-c", "sh -c 'echo $$; exec sleep 30' & wait"],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    const { value } = await reader.read();
+    const grandchild = Number(value!.trim());
+    assert.ok((await descendants(child.pid)).includes(grandchild));
+    Deno.kill(grandchild, "SIGKILL");
+  } finally {
+    await reader.cancel();
+    await child.status;
+  }
+});
+
+Deno.test("memory.ts: a start that failed is shown as failed, not as a figure", () => {
+  const text = renderMemory([
+    { method: "install", v8Flags: "", how: "", command: [], error: "deno install failed: x" },
+  ], 1000);
+  assert.match(text, /\| install \| none \| — \| failed: deno install failed: x \|/);
 });
