@@ -32,9 +32,25 @@ export const MODE_TITLES: Record<BenchMode, string> = {
  * The one-line description of the run's settings.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { settingsLine } from "./_report.ts";
- * console.log(settingsLine(results));
+ * import type { ResultsFile } from "./_results.ts";
+ * const results: ResultsFile = {
+ *   format: "echo-bench-results/2",
+ *   label: null,
+ *   date: "2026-12-01T00:00:00.000Z",
+ *   finished: "2026-12-01T00:01:00.000Z",
+ *   machine: { nproc: 2, memoryGiB: 4, cpu: "x", os: "linux", loadavg: [0, 0, 0] },
+ *   versions: { deno: "2.9.6", node: null, bun: null, cc: null },
+ *   settings: { duration: 5, warmup: 1, runs: 3, pin: "none", busyPoll: false, settle: 0, modes: ["fresh"] },
+ *   judge: "loadgen (C)",
+ *   cells: [],
+ *   servers: [],
+ *   skipped: [],
+ *   clientRow: false,
+ *   samples: [],
+ * };
+ * console.log(settingsLine(results)); // "5 s measured + 1 s warm-up per cell, 3 interleaved run(s), …"
  * ```
  *
  * @param r The results file.
@@ -58,9 +74,25 @@ export function settingsLine(r: ResultsFile): string {
  * The machine and versions in one line each.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { machineLines } from "./_report.ts";
- * console.log(machineLines(results).join("\n"));
+ * import type { ResultsFile } from "./_results.ts";
+ * const results: ResultsFile = {
+ *   format: "echo-bench-results/2",
+ *   label: null,
+ *   date: "2026-12-01T00:00:00.000Z",
+ *   finished: "2026-12-01T00:01:00.000Z",
+ *   machine: { nproc: 2, memoryGiB: 4, cpu: "x", os: "linux", loadavg: [0, 0, 0] },
+ *   versions: { deno: "2.9.6", node: null, bun: null, cc: null },
+ *   settings: { duration: 5, warmup: 1, runs: 3, pin: "none", busyPoll: false, settle: 0, modes: ["fresh"] },
+ *   judge: "loadgen (C)",
+ *   cells: [],
+ *   servers: [],
+ *   skipped: [],
+ *   clientRow: false,
+ *   samples: [],
+ * };
+ * console.log(machineLines(results)[1]); // "versions: deno 2.9.6, node —, bun —, no cc"
  * ```
  *
  * @param r The results file.
@@ -83,10 +115,25 @@ export function machineLines(r: ResultsFile): string[] {
  * client.ts row, and at the end every error, mismatch, loss and death.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { renderReport } from "./_report.ts";
- * const results = JSON.parse(await Deno.readTextFile("bench/results/2026-12-01T21-40-00Z.json"));
- * console.log(renderReport(results));
+ * import type { ResultsFile } from "./_results.ts";
+ * const results: ResultsFile = {
+ *   format: "echo-bench-results/2",
+ *   label: null,
+ *   date: "2026-12-01T00:00:00.000Z",
+ *   finished: "2026-12-01T00:01:00.000Z",
+ *   machine: { nproc: 2, memoryGiB: 4, cpu: "x", os: "linux", loadavg: [0, 0, 0] },
+ *   versions: { deno: "2.9.6", node: null, bun: null, cc: null },
+ *   settings: { duration: 5, warmup: 1, runs: 3, pin: "none", busyPoll: false, settle: 0, modes: ["fresh"] },
+ *   judge: "loadgen (C)",
+ *   cells: [],
+ *   servers: [],
+ *   skipped: [],
+ *   clientRow: false,
+ *   samples: [],
+ * };
+ * console.log(renderReport(results).split("\n")[0]); // "## Echo benchmark — 2026-12-01T00:00:00.000Z"
  * ```
  *
  * @param r The results file.

@@ -197,10 +197,25 @@ function modeTables(r: ResultsFile, mode: BenchMode, out: string[]): void {
  * Renders the README section (without its markers) from a results file.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { renderReadmeTable } from "./readme_table.ts";
- * const file = "bench/results/2026-12-01T21-40-00Z.json";
- * console.log(renderReadmeTable(JSON.parse(await Deno.readTextFile(file)), file));
+ * import type { ResultsFile } from "./_results.ts";
+ * const results: ResultsFile = {
+ *   format: "echo-bench-results/2",
+ *   label: null,
+ *   date: "2026-12-01T00:00:00.000Z",
+ *   finished: "2026-12-01T00:01:00.000Z",
+ *   machine: { nproc: 2, memoryGiB: 4, cpu: "x", os: "linux", loadavg: [0, 0, 0] },
+ *   versions: { deno: "2.9.6", node: null, bun: null, cc: null },
+ *   settings: { duration: 5, warmup: 1, runs: 3, pin: "none", busyPoll: false, settle: 0, modes: ["fresh"] },
+ *   judge: "loadgen (C)",
+ *   cells: [],
+ *   servers: [],
+ *   skipped: [],
+ *   clientRow: false,
+ *   samples: [],
+ * };
+ * console.log(renderReadmeTable(results, "bench/results/x.json").split("\n")[0]);
  * ```
  *
  * @param r The results file's contents.
