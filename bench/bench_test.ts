@@ -398,3 +398,47 @@ Deno.test("memory.ts: a start that failed is shown as failed, not as a figure", 
   ], 1000);
   assert.match(text, /\| install \| none \| — \| failed: deno install failed: x \|/);
 });
+
+// npm 11's broken install, offline: `install` leaves bun/bin/bun.exe a placeholder and
+// @oven/bun-linux-x64/bin/ empty; `pack` hands over a tarball whose bin/bun prints a version.
+const FAKE_NPM = `#!/bin/sh
+set -e
+if [ "$1" = install ]; then
+  m="$3/node_modules"; mkdir -p "$m/@oven/bun-linux-x64/bin" "$m/bun/bin"
+  echo '{"name":"bun","version":"1.4.5"}' > "$m/bun/package.json"
+  printf 'placeholder\\n' > "$m/bun/bin/bun.exe"; chmod +x "$m/bun/bin/bun.exe"; exit 0
+fi
+if [ "$1" = pack ]; then
+  dest="$4"; work=$(mktemp -d); mkdir -p "$work/package/bin"
+  printf '#!/bin/sh\\necho 1.4.5\\n' > "$work/package/bin/bun"
+  tar -czf "$dest/oven-bun-linux-x64-1.4.5.tgz" -C "$work" package; rm -rf "$work"
+  echo oven-bun-linux-x64-1.4.5.tgz; exit 0
+fi
+exit 9
+`;
+
+Deno.test({
+  name: "findBun unpacks the platform package itself when npm leaves bin/ empty",
+  ignore: Deno.build.os !== "linux" || Deno.build.arch !== "x86_64" ||
+    Deno.env.get("BUN_BIN") !== undefined || (await which("bun")) !== null,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "echo-bun-" });
+    try {
+      await Deno.writeTextFile(`${dir}/npm`, FAKE_NPM, { mode: 0o755 });
+      const bun = await findBun({ prefix: `${dir}/prefix`, npm: `${dir}/npm` });
+      assert.equal(bun.path, `${dir}/prefix/unpacked/package/bin/bun`, bun.reason);
+      assert.equal(bun.version, "1.4.5");
+      assert.match(bun.note ?? "", /bin\/ empty.*unpacked @oven\/bun-linux-x64@1\.4\.5 by hand/);
+
+      // When unpacking fails too, Bun is skipped with a reason, never a throw.
+      await Deno.writeTextFile(`${dir}/npm`, '#!/bin/sh\n[ "$1" = install ] && exit 0\nexit 1\n', {
+        mode: 0o755,
+      });
+      const none = await findBun({ prefix: `${dir}/other`, npm: `${dir}/npm` });
+      assert.equal(none.path, null);
+      assert.match(none.reason ?? "", /left no working binary/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
