@@ -628,7 +628,10 @@ async function measure(
     if (cpu.serverCores !== undefined && rate > 0) {
       cpu.serverUsPerRequest = cpu.serverCores * 1e6 / rate;
     }
-    const gone = handle.died();
+    // A server that failed every client may be exiting right now: give its exit a moment to land.
+    const gone = result.requests === 0 || result.errors >= cell.connections
+      ? await deathOf(handle)
+      : handle.died();
     return { ...base, result, rssKiB, rssNowKiB, cpu, ...(gone ? { died: gone } : {}) };
   } catch (err) {
     const gone = handle ? await deathOf(handle) : null;
