@@ -189,23 +189,41 @@ export interface BunInstall {
   version?: string;
   /** Why Bun is not available, when it is not. */
   reason?: string;
+  /** How it was obtained when that was out of the ordinary (e.g. unpacked by hand). */
+  note?: string;
 }
 
 /** Options for {@linkcode findBun}. */
 export interface FindBunOptions {
   /** npm install prefix, outside the repository (default `~/.cache/echo-bench`). */
   prefix?: string;
-  /** npm package spec (default `bun@1`, the newest 1.x). */
+  /** npm package spec (default `bun@1.4.5`, the version the committed figures were taken with). */
   spec?: string;
   /** Do not install; only look for an existing binary. */
   noInstall?: boolean;
   /** Time limit for `npm install` in milliseconds (default 240,000). */
   timeoutMs?: number;
+  /** The npm program (default `npm` on PATH). */
+  npm?: string;
 }
+
+/** The Bun version the suite installs unless told otherwise. */
+export const BUN_SPEC = "bun@1.4.5";
 
 function defaultPrefix(): string {
   const cache = Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME") ?? "/tmp"}/.cache`;
   return `${cache}/echo-bench`;
+}
+
+/** npm's name for this platform's Bun binary package, e.g. `@oven/bun-linux-x64`. */
+function bunPlatformPackage(): string {
+  const arch = Deno.build.arch === "x86_64" ? "x64" : "aarch64";
+  return `@oven/bun-${Deno.build.os}-${arch}`;
+}
+
+/** Where {@linkcode findBun} unpacks the platform package's tarball itself. */
+function unpackedBun(prefix: string): string {
+  return `${prefix}/unpacked/package/bin/bun`;
 }
 
 async function bunCandidates(prefix: string): Promise<string[]> {
@@ -221,6 +239,7 @@ async function bunCandidates(prefix: string): Promise<string[]> {
       }
     }
   } catch { /* not installed */ }
+  list.push(unpackedBun(prefix));
   const onPath = await which("bun");
   if (onPath) list.push(onPath);
   return list;
@@ -228,6 +247,11 @@ async function bunCandidates(prefix: string): Promise<string[]> {
 
 async function probeBun(prefix: string): Promise<BunInstall | null> {
   for (const path of await bunCandidates(prefix)) {
+    try {
+      await Deno.stat(path);
+    } catch {
+      continue;
+    }
     const out = await runCommand([path, "--version"], { timeoutMs: 15_000 });
     if (out.code === 0 && /^\d+\.\d+/.test(out.stdout.trim())) {
       return { path, version: out.stdout.trim() };
@@ -237,9 +261,54 @@ async function probeBun(prefix: string): Promise<BunInstall | null> {
 }
 
 /**
+ * The version npm installed (from `node_modules/bun/package.json`), else the one in the spec.
+ */
+async function bunVersion(prefix: string, spec: string): Promise<string | null> {
+  try {
+    const pkg = JSON.parse(await Deno.readTextFile(`${prefix}/node_modules/bun/package.json`));
+    if (typeof pkg.version === "string") return pkg.version;
+  } catch { /* not installed */ }
+  return /^bun@(\d+\.\d+\.\d+)$/.exec(spec)?.[1] ?? null;
+}
+
+/**
+ * npm 11 can finish `npm install bun` with `@oven/bun-linux-x64/bin/` empty and `bun/bin/bun.exe`
+ * still the placeholder (the postinstall that moves the binary did not run or failed). Then the
+ * binary is taken straight from the platform package: `npm pack @oven/bun-linux-x64@VERSION` and
+ * `tar -xzf` into `PREFIX/unpacked/`.
+ */
+async function unpackBun(npm: string, prefix: string, version: string): Promise<string | null> {
+  const dir = `${prefix}/unpacked`;
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  await Deno.mkdir(dir, { recursive: true });
+  const pkg = `${bunPlatformPackage()}@${version}`;
+  const packed = await runCommand(
+    [npm, "pack", "--silent", "--pack-destination", dir, pkg],
+    { cwd: dir, timeoutMs: 240_000 },
+  );
+  const file = packed.stdout.trim().split("\n").pop()?.trim();
+  if (packed.code !== 0 || !file) {
+    return `npm pack ${pkg} failed: ${lastLine(packed.stderr)}`;
+  }
+  const tar = await runCommand(["tar", "-xzf", `${dir}/${file}`, "-C", dir], {
+    timeoutMs: 120_000,
+  });
+  await Deno.remove(`${dir}/${file}`).catch(() => {});
+  if (tar.code !== 0) return `tar -xzf ${file} failed: ${lastLine(tar.stderr)}`;
+  try {
+    await Deno.chmod(unpackedBun(prefix), 0o755);
+  } catch {
+    return `${pkg} has no bin/bun`;
+  }
+  return null;
+}
+
+/**
  * Finds Bun, installing it from the npm registry into a cache directory outside the repository
- * (`npm install --prefix ~/.cache/echo-bench bun@1`) when it is not there yet. Never throws: when
- * the install fails the result says why and Bun's rows are skipped.
+ * (`npm install --prefix ~/.cache/echo-bench bun@1.4.5`) when it is not there yet. When npm leaves
+ * no working binary (npm 11: `@oven/bun-linux-x64/bin/` empty), the platform package's tarball is
+ * unpacked by hand (`npm pack` + `tar`). Never throws: when all that fails the result says why and
+ * Bun's rows are skipped with that reason.
  *
  * @example
  * ```ts
@@ -259,20 +328,27 @@ export async function findBun(options: FindBunOptions = {}): Promise<BunInstall>
   const found = await probeBun(prefix);
   if (found) return found;
   if (options.noInstall) return { path: null, reason: "bun is not installed (install skipped)" };
-  const npm = await which("npm");
+  const npm = options.npm ?? await which("npm");
   if (!npm) return { path: null, reason: "npm is not on PATH" };
   await Deno.mkdir(prefix, { recursive: true });
-  const spec = options.spec ?? "bun@1";
+  const spec = options.spec ?? BUN_SPEC;
   const out = await runCommand(
     [npm, "install", "--prefix", prefix, "--no-audit", "--no-fund", "--loglevel=error", spec],
     { cwd: prefix, timeoutMs: options.timeoutMs ?? 240_000 },
   );
-  if (out.code !== 0) {
-    const why = out.stderr.trim().split("\n").slice(-1)[0] ?? "";
-    return { path: null, reason: `npm install ${spec} failed: ${why}` };
-  }
-  return (await probeBun(prefix)) ??
-    { path: null, reason: `npm install ${spec} finished but no working bun binary was found` };
+  const installed = await probeBun(prefix);
+  if (installed) return installed;
+  const why = out.code !== 0
+    ? `npm install ${spec} failed (${lastLine(out.stderr)})`
+    : `npm install ${spec} left no working binary (${bunPlatformPackage()}/bin/ empty)`;
+  const version = await bunVersion(prefix, spec);
+  if (!version) return { path: null, reason: `${why}; no exact version to unpack by hand` };
+  const failed = await unpackBun(npm, prefix, version);
+  if (failed) return { path: null, reason: `${why}; unpacking by hand: ${failed}` };
+  const unpacked = await probeBun(prefix);
+  return unpacked
+    ? { ...unpacked, note: `${why}: unpacked ${bunPlatformPackage()}@${version} by hand` }
+    : { path: null, reason: `${why}; the unpacked ${unpackedBun(prefix)} does not run` };
 }
 
 /**
@@ -327,10 +403,46 @@ export interface ServerHandle {
   peakRssKiB(): Promise<number | null>;
   /** CPU seconds (user + system) the server has used so far, or null when unreadable. */
   cpuSeconds(): Promise<number | null>;
+  /** Current resident set size (VmRSS) in KiB, or null when it cannot be read. */
+  rssKiB(): Promise<number | null>;
   /** The last few KiB the server wrote to stderr. */
   stderrTail(): string;
+  /**
+   * How the server ended when it exited without being stopped (it died), else null. Call it after
+   * a measurement: a server that is gone is reported as dead, never as 0 requests/s.
+   */
+  died(): ServerDeath | null;
+  /** Resolves when the process has exited, for whatever reason. */
+  exited: Promise<void>;
   /** Stops the server with SIGTERM (SIGKILL after 5 s); resolves to its exit code. */
   stop(): Promise<number | null>;
+}
+
+/** How a server that was not stopped by the suite ended. */
+export interface ServerDeath {
+  /** Exit code, or null when a signal ended it. */
+  code: number | null;
+  /** The signal that ended it (e.g. `SIGSEGV`), or null. */
+  signal: string | null;
+  /** The last non-empty line it wrote to stderr ("" when none). */
+  stderr: string;
+}
+
+/**
+ * One line for a dead server: `died (exit code 3, last stderr: boom)`.
+ *
+ * @example
+ * ```ts
+ * import { describeDeath } from "./_peers.ts";
+ * console.log(describeDeath({ code: null, signal: "SIGKILL", stderr: "" })); // "died (signal SIGKILL)"
+ * ```
+ *
+ * @param death How it ended.
+ * @returns The text the report shows in place of its figures.
+ */
+export function describeDeath(death: ServerDeath): string {
+  const how = death.signal ? `signal ${death.signal}` : `exit code ${death.code}`;
+  return `died (${how}${death.stderr ? `, last stderr: ${death.stderr}` : ""})`;
 }
 
 /** Options for {@linkcode startServer}. */
@@ -343,6 +455,8 @@ export interface StartServerOptions {
   timeoutMs?: number;
   /** Working directory (default the repository root, so deno.json is found). */
   cwd?: string;
+  /** Extra environment variables for the server. */
+  env?: Record<string, string>;
 }
 
 /** Linux reports /proc times in USER_HZ ticks, 100 per second on every architecture it runs on. */
@@ -421,14 +535,38 @@ const READY = /^listening (tcp|udp) (?:\[[^\]]*\]|[^\s:]+):(\d+)\s*$/;
  * @param pid The process id.
  * @returns The peak RSS in KiB, or null when it cannot be read.
  */
-export async function peakRssKiB(pid: number): Promise<number | null> {
+export function peakRssKiB(pid: number): Promise<number | null> {
+  return statusKiB(pid, "VmHWM");
+}
+
+/**
+ * Reads VmRSS (resident set size now) of a process from /proc.
+ *
+ * @example
+ * ```ts
+ * import { currentRssKiB } from "./_peers.ts";
+ * console.log(await currentRssKiB(Deno.pid));
+ * ```
+ *
+ * @param pid The process id.
+ * @returns The RSS in KiB, or null when it cannot be read.
+ */
+export function currentRssKiB(pid: number): Promise<number | null> {
+  return statusKiB(pid, "VmRSS");
+}
+
+async function statusKiB(pid: number, field: string): Promise<number | null> {
   try {
     const status = await Deno.readTextFile(`/proc/${pid}/status`);
-    const match = /^VmHWM:\s+(\d+)\s+kB/m.exec(status);
+    const match = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, "m").exec(status);
     return match ? Number(match[1]) : null;
   } catch {
     return null;
   }
+}
+
+function lastLine(text: string): string {
+  return text.trim().split("\n").slice(-1)[0]?.trim() ?? "";
 }
 
 /**
@@ -457,11 +595,15 @@ export async function startServer(
   const child = new Deno.Command(full[0], {
     args: full.slice(1),
     cwd: options.cwd ?? REPO_DIR,
+    env: options.env,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
   const status = child.status;
+  let stopping = false;
+  let ended: Deno.CommandStatus | null = null;
+  status.then((st) => ended = st, () => {});
 
   let tail = "";
   const stderrDone = (async () => {
@@ -476,6 +618,7 @@ export async function startServer(
   let timer: ReturnType<typeof setTimeout> | undefined;
   let stopped: Promise<number | null> | null = null;
   const stop = (): Promise<number | null> => {
+    stopping = true;
     stopped ??= (async () => {
       try {
         child.kill("SIGTERM");
@@ -545,7 +688,17 @@ export async function startServer(
     udpPort: ports.udp,
     peakRssKiB: () => peakRssKiB(child.pid),
     cpuSeconds: () => processCpuSeconds(child.pid),
+    rssKiB: () => currentRssKiB(child.pid),
     stderrTail: () => tail,
+    died: () =>
+      ended && !stopping
+        ? {
+          code: ended.signal ? null : ended.code,
+          signal: ended.signal ?? null,
+          stderr: lastLine(tail),
+        }
+        : null,
+    exited: status.then(() => {}, () => {}),
     stop,
   };
 }

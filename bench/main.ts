@@ -4,48 +4,52 @@
  *
  * ```sh
  * deno run -A bench/main.ts [--quick] [--duration 5] [--warmup 1] [--runs 3]
- *   [--only tcp-64x1,...] [--servers deno,node,bun,c] [--json FILE] [--pin split|same|none]
+ *   [--mode both|fresh|long-lived] [--only tcp-64x1,...] [--servers deno,naive,node,bun,c]
+ *   [--label TEXT] [--out bench/results] [--no-save] [--json FILE] [--pin split|same|none]
  *   [--no-install]
  * ```
  *
- * The markdown report goes to stdout, progress to stderr. See bench/README.md.
+ * The markdown report goes to stdout, progress to stderr; the results (every sample) and the
+ * report are saved as `bench/results/DATE.json` and `DATE.md`. See bench/README.md.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import {
   buildNative,
+  type BunInstall,
   canPin,
   errorText,
   findBun,
-  type LoadResult,
   machineCpu,
   peakRssKiB,
   REPO_DIR,
   runCommand,
   runGenerator,
+  type ServerDeath,
   type ServerHandle,
   startServer,
   which,
 } from "./_peers.ts";
+import { renderReport } from "./_report.ts";
+import {
+  type BenchMode,
+  type Cell,
+  type CpuUse,
+  fmtMiB,
+  fmtRate,
+  fmtUs,
+  type Machine,
+  metric,
+  MODES,
+  type ResultsFile,
+  type Sample,
+  summarize,
+  unavailable,
+} from "./_results.ts";
 
-/** One cell of the matrix: a traffic shape the load generator drives. */
-export interface Cell {
-  /** Short id used by `--only`, e.g. `tcp-64x1`. */
-  id: string;
-  /** Transport. */
-  proto: "tcp" | "udp";
-  /** `rr`: request/response; `stream`: a window of bytes in flight, MB/s. */
-  mode: "rr" | "stream";
-  /** Message size in bytes. */
-  size: number;
-  /** Concurrent connections (UDP: sockets). */
-  connections: number;
-  /** Messages in flight per connection (stream: window = pipeline × size). */
-  pipeline: number;
-  /** What the row tells. */
-  about: string;
-}
+export type { BenchMode, Cell, ResultsFile } from "./_results.ts";
+export { median } from "./_results.ts";
 
 /**
  * The matrix, in run order.
@@ -151,16 +155,19 @@ export interface ServerEntry {
 const SERVER_TS = `${REPO_DIR}/server.ts`;
 const CLIENT_TS = `${REPO_DIR}/client.ts`;
 const NODE_ECHO = `${REPO_DIR}/bench/peers/node_echo.mjs`;
+const NAIVE_DENO = `${REPO_DIR}/bench/peers/naive_deno.ts`;
 const HOST = "127.0.0.1";
 
 /**
  * The servers. `deno` is ours and the base of every ratio; until server.ts exists the Node peer
- * stands in for it (marked in the report) so the harness can be exercised.
+ * stands in for it (marked in the report) so the harness can be exercised. `naive` is the
+ * reference row: `peers/naive_deno.ts`, one read/write loop per connection and one receive/send
+ * loop for UDP on the same Deno, the floor any design must clear.
  *
  * @example
  * ```ts
  * import { SERVERS } from "./main.ts";
- * console.log(SERVERS.map((s) => s.name)); // ["deno", "node", "bun", "c"]
+ * console.log(SERVERS.map((s) => s.name)); // ["deno", "naive", "node", "bun", "c"]
  * ```
  */
 export const SERVERS: readonly ServerEntry[] = [
@@ -188,6 +195,12 @@ export const SERVERS: readonly ServerEntry[] = [
         note: "STAND-IN: server.ts does not exist yet, so node_echo.mjs under Node plays ours",
       };
     },
+  },
+  {
+    name: "naive",
+    command: (ctx) => ({
+      cmd: [ctx.deno, "run", "--allow-net", "--unstable-net", NAIVE_DENO],
+    }),
   },
   {
     name: "node",
@@ -338,8 +351,14 @@ export interface BenchArgs extends Settings {
   cells: Cell[];
   /** Server names to run. */
   servers: string[];
-  /** Where to write the full results as JSON, if anywhere. */
+  /** Modes to run, interleaved: fresh servers, long-lived servers, or both. */
+  modes: BenchMode[];
+  /** Where to write the full results as JSON too, if anywhere. */
   json: string | null;
+  /** Directory for `DATE.json` and `DATE.md`, or null with `--no-save`. */
+  out: string | null;
+  /** A label saved with the results and repeated by the README table (e.g. "smoke run"). */
+  label: string | null;
   /**
    * CPU pinning with taskset: `split` puts the server on CPU 0 and the generator on CPU 1; `same`
    * puts both on CPU 0 (per-message CPU cost, no cross-CPU wake-ups); `none` leaves it to Linux.
@@ -350,6 +369,9 @@ export interface BenchArgs extends Settings {
   /** Print help and exit. */
   help: boolean;
 }
+
+/** Where results are saved unless `--out` or `--no-save` says otherwise. */
+export const RESULTS_DIR = `${REPO_DIR}/bench/results`;
 
 function seconds(text: string, flag: string): number {
   const match = /^(\d+(?:\.\d+)?|\.\d+)(ms|s)?$/.exec(text.trim());
@@ -362,7 +384,8 @@ function seconds(text: string, flag: string): number {
 
 /**
  * Parses the suite's command line. `--quick` means 1 s per cell, 0.25 s warm-up, 1 run, unless
- * those are given too. Durations are seconds (`5`, `0.5`) or `250ms`.
+ * those are given too. Durations are seconds (`5`, `0.5`) or `250ms`. `--long-lived` is
+ * `--mode long-lived`; the default is both modes.
  *
  * @example
  * ```ts
@@ -373,7 +396,7 @@ function seconds(text: string, flag: string): number {
  *
  * @param argv The arguments after the script name.
  * @returns The settings.
- * @throws {RangeError} On unknown cells, servers, or out-of-range numbers.
+ * @throws {RangeError} On unknown cells, servers, modes, or out-of-range numbers.
  */
 export function parseBenchArgs(argv: string[]): BenchArgs {
   const { values } = parseArgs({
@@ -385,7 +408,12 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
       runs: { type: "string" },
       only: { type: "string" },
       servers: { type: "string" },
+      mode: { type: "string" },
+      "long-lived": { type: "boolean", default: false },
       json: { type: "string" },
+      out: { type: "string" },
+      "no-save": { type: "boolean", default: false },
+      label: { type: "string" },
       pin: { type: "string" },
       "no-pin": { type: "boolean", default: false },
       "no-install": { type: "boolean", default: false },
@@ -414,6 +442,16 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
       `--busy-poll needs --pin split (the generator must have a CPU of its own)`,
     );
   }
+  if (values["long-lived"] && values.mode !== undefined && values.mode !== "long-lived") {
+    throw new RangeError(`--long-lived conflicts with --mode ${values.mode}`);
+  }
+  const mode = values["long-lived"] ? "long-lived" : (values.mode ?? "both");
+  if (mode !== "both" && mode !== "fresh" && mode !== "long-lived") {
+    throw new RangeError(`--mode must be both, fresh or long-lived, got "${mode}"`);
+  }
+  if (values["no-save"] && values.out !== undefined) {
+    throw new RangeError("--no-save conflicts with --out");
+  }
   const list = (text: string | undefined) =>
     (text ?? "").split(",").map((s) => s.trim()).filter((s) => s.length > 0);
   const only = list(values.only);
@@ -438,7 +476,10 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
     runs,
     cells,
     servers: servers.length ? names.filter((n) => servers.includes(n)) : names,
+    modes: mode === "both" ? [...MODES] : [mode],
     json: values.json ?? null,
+    out: values["no-save"] ? null : (values.out ?? RESULTS_DIR),
+    label: values.label ?? null,
     pin,
     noInstall: values["no-install"] === true,
     busyPoll,
@@ -447,67 +488,21 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
   };
 }
 
-/**
- * Median of the finite numbers in a list (mean of the middle two for even lengths).
- *
- * @example
- * ```ts
- * import { median } from "./main.ts";
- * console.log(median([3, 1, 2]), median([4, 1, 3, 2]), median([])); // 2 2.5 null
- * ```
- *
- * @param values The numbers.
- * @returns The median, or null for an empty list.
- */
-export function median(values: number[]): number | null {
-  const xs = values.filter(Number.isFinite).sort((a, b) => a - b);
-  if (!xs.length) return null;
-  const mid = xs.length >> 1;
-  return xs.length % 2 ? xs[mid] : (xs[mid - 1] + xs[mid]) / 2;
-}
-
-/**
- * Where the CPU went during one measurement (averages over the generator's run, warm-up included).
- * Server CPU comes from /proc/PID/stat (10 ms ticks), the generator's from its own getrusage, the
- * machine's from /proc/stat; "other" is what neither used: other processes on this machine.
- */
-interface CpuUse {
-  serverCores?: number;
-  generatorCores?: number;
-  otherCores?: number;
-  stealCores?: number;
-  serverUsPerRequest?: number;
-  busyBeforeCores?: number;
-}
-
-/** One measurement: one server, one cell, one run. */
-interface Sample {
-  run: number;
-  result?: LoadResult;
-  rssKiB?: number | null;
-  cpu?: CpuUse;
-  error?: string;
-}
-
-/** Aggregated figures of one (cell, server) pair. */
-interface Summary {
-  ok: number;
-  failed: number;
-  errors: string[];
-  median: Record<string, number>;
-  cpu: Record<string, number>;
-  rssKiB: number | null;
-  rssMaxKiB: number | null;
-}
-
 const USAGE = `usage: deno run -A bench/main.ts [options]
   --quick                1 s per cell, 0.25 s warm-up, 1 run (unless given explicitly)
   --duration SECONDS     measured time per cell (default 5; 250ms also accepted)
   --warmup SECONDS       unmeasured warm-up per cell (default 1)
-  --runs N               interleaved runs; medians across them (default 3)
+  --runs N               interleaved runs; medians and min–max across them (default 3)
+  --mode MODE            both (default): every measurement in both modes, interleaved;
+                         fresh: a new server per measurement; long-lived: each server started
+                         once and kept through every cell and run (as deployed)
+  --long-lived           same as --mode long-lived
   --only IDS             comma-separated cells: ${CELLS.map((c) => c.id).join(",")}
   --servers NAMES        comma-separated servers: ${SERVERS.map((s) => s.name).join(",")}
-  --json FILE            also write the full results as JSON
+  --label TEXT           saved with the results; the README table repeats it
+  --out DIR              save DATE.json and DATE.md there (default bench/results)
+  --no-save              do not save them
+  --json FILE            also write the results JSON to FILE
   --pin split|same|none  split (default): server on CPU 0, generator on CPU 1 (taskset);
                          same: both on CPU 0; none: no pinning
   --no-pin               same as --pin none
@@ -520,40 +515,6 @@ const live = new Set<ServerHandle>();
 
 function progress(text: string): void {
   console.error(text);
-}
-
-function metric(cell: Cell): "mbps" | "rps" {
-  return cell.mode === "stream" ? "mbps" : "rps";
-}
-
-function summarize(samples: Sample[]): Summary {
-  const ok = samples.filter((s) => s.result);
-  const fields = new Set<string>();
-  for (const s of ok) for (const k of Object.keys(s.result!)) fields.add(k);
-  const med: Record<string, number> = {};
-  for (const field of fields) {
-    const m = median(ok.map((s) => Number(s.result![field])));
-    if (m !== null) med[field] = m;
-  }
-  const cpu: Record<string, number> = {};
-  for (const field of ["serverCores", "generatorCores", "otherCores", "stealCores"] as const) {
-    const m = median(ok.map((s) => s.cpu?.[field] ?? NaN));
-    if (m !== null) cpu[field] = m;
-  }
-  const perReq = median(ok.map((s) => s.cpu?.serverUsPerRequest ?? NaN));
-  if (perReq !== null) cpu.serverUsPerRequest = perReq;
-  const others = ok.map((s) => s.cpu?.otherCores ?? NaN).filter(Number.isFinite);
-  if (others.length) cpu.otherCoresMax = Math.max(...others);
-  const rss = ok.map((s) => s.rssKiB).filter((x): x is number => typeof x === "number");
-  return {
-    ok: ok.length,
-    failed: samples.length - ok.length,
-    errors: samples.filter((s) => s.error).map((s) => s.error!),
-    median: med,
-    cpu,
-    rssKiB: median(rss),
-    rssMaxKiB: rss.length ? Math.max(...rss) : null,
-  };
 }
 
 /**
@@ -573,27 +534,77 @@ async function settle(maxSeconds: number): Promise<number | null> {
   }
 }
 
+/** A row of the run: a server and the generator that judges it. */
+export interface SuiteRow {
+  /** Name in the tables (`client.ts` for our generator against the C server). */
+  name: string;
+  /** The server command. */
+  cmd: string[];
+  /** The generator. */
+  gen: GeneratorEntry;
+}
+
+/** Everything {@linkcode runSuite} runs. */
+export interface SuitePlan {
+  /** Cells, in order. */
+  cells: Cell[];
+  /** Rows; rotated within each cell and run. */
+  rows: SuiteRow[];
+  /** Modes, interleaved per measurement. */
+  modes: BenchMode[];
+  /** Durations and the rest. */
+  settings: Settings;
+  /** CPU placement. */
+  pin: PinMode;
+  /** Paths of the programs. */
+  ctx: Context;
+  /** Called after every measurement. */
+  onSample?: (sample: Sample, cell: Cell) => void;
+}
+
+/** A long-lived server, or why it could not be started. */
+type Kept = { handle: ServerHandle } | { error: string };
+
+/** Waits up to 1 s for a server whose generator failed to finish exiting, if it is exiting. */
+async function deathOf(handle: ServerHandle): Promise<ServerDeath | null> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    handle.exited,
+    new Promise((resolve) => timer = setTimeout(resolve, 1000)),
+  ]);
+  clearTimeout(timer);
+  return handle.died();
+}
+
 async function measure(
-  serverCmd: string[],
+  row: SuiteRow,
   cell: Cell,
-  gen: { entry: GeneratorEntry; ctx: Context },
-  opts: { settings: Settings; pin: PinMode; run: number },
+  where: { mode: BenchMode; run: number; kept?: Kept },
+  plan: SuitePlan,
 ): Promise<Sample> {
-  const { settings, pin, run } = opts;
+  const { settings, pin } = plan;
+  const base: Sample = { mode: where.mode, cell: cell.id, server: row.name, run: where.run };
   let handle: ServerHandle | null = null;
   try {
-    handle = await startServer(serverCmd, {
-      cpu: pin === "none" ? undefined : 0,
-      timeoutMs: 30_000,
-    });
-    live.add(handle);
+    if (where.kept) {
+      if ("error" in where.kept) return { ...base, error: where.kept.error };
+      handle = where.kept.handle;
+      const gone = handle.died();
+      if (gone) return { ...base, died: gone, error: "it died before this measurement" };
+    } else {
+      handle = await startServer(row.cmd, {
+        cpu: pin === "none" ? undefined : 0,
+        timeoutMs: 30_000,
+      });
+      live.add(handle);
+    }
     const port = cell.proto === "tcp" ? handle.tcpPort : handle.udpPort;
     if (port === null) throw new Error(`server printed no ${cell.proto} port`);
     const quiet = settings.settle > 0 ? await settle(settings.settle) : null;
     const server0 = await handle.cpuSeconds();
     const machine0 = await machineCpu();
     const t0 = performance.now();
-    const result = await runGenerator(gen.entry.command(gen.ctx, cell, port, settings), {
+    const result = await runGenerator(row.gen.command(plan.ctx, cell, port, settings), {
       cpu: pin === "none" ? undefined : pin === "same" ? 0 : 1,
       timeoutMs: (settings.warmup + settings.duration) * 1000 + 30_000,
     });
@@ -601,6 +612,7 @@ async function measure(
     const server1 = await handle.cpuSeconds();
     const machine1 = await machineCpu();
     const rssKiB = await handle.peakRssKiB();
+    const rssNowKiB = await handle.rssKiB();
     const cpu: CpuUse = {};
     if (quiet !== null) cpu.busyBeforeCores = quiet;
     if (server0 !== null && server1 !== null) cpu.serverCores = (server1 - server0) / wall;
@@ -616,42 +628,87 @@ async function measure(
     if (cpu.serverCores !== undefined && rate > 0) {
       cpu.serverUsPerRequest = cpu.serverCores * 1e6 / rate;
     }
-    return { run, result, rssKiB, cpu };
+    // A server that failed every client may be exiting right now: give its exit a moment to land.
+    const gone = result.requests === 0 || result.errors >= cell.connections
+      ? await deathOf(handle)
+      : handle.died();
+    return { ...base, result, rssKiB, rssNowKiB, cpu, ...(gone ? { died: gone } : {}) };
   } catch (err) {
+    const gone = handle ? await deathOf(handle) : null;
+    if (gone) return { ...base, died: gone, error: errorText(err) };
     const tail = handle?.stderrTail().trim().split("\n").slice(-1)[0];
-    return { run, error: errorText(err) + (tail ? ` (server stderr: ${tail})` : "") };
+    return { ...base, error: errorText(err) + (tail ? ` (server stderr: ${tail})` : "") };
   } finally {
-    if (handle) {
+    if (handle && !where.kept) {
       await handle.stop();
       live.delete(handle);
     }
   }
 }
 
-function fmtRate(cell: Cell, v: number | undefined): string {
-  if (v === undefined) return "—";
-  if (cell.mode === "stream") return `${v.toFixed(v < 100 ? 1 : 0)} MB/s`;
-  return v >= 1000 ? `${(v / 1000).toFixed(1)}k` : v.toFixed(0);
-}
-
-function fmtUs(v: number | undefined): string {
-  if (v === undefined) return "—";
-  if (v >= 10_000) return `${(v / 1000).toFixed(1)} ms`;
-  return `${v.toFixed(v < 100 ? 1 : 0)} µs`;
-}
-
-function fmtRatio(peer: number | undefined | null, ours: number | undefined | null): string {
-  if (peer === undefined || peer === null || ours === undefined || ours === null || ours === 0) {
-    return "—";
+/**
+ * Runs the plan and returns every sample. Runs are interleaved: each run goes through every cell,
+ * each cell through every row (each run and cell starting with a different row), and each row
+ * through the modes (alternating which comes first). In long-lived mode every row's server is
+ * started once, before the first measurement, and kept to the end; a server that dies is not
+ * restarted: its later samples say it died.
+ *
+ * @example
+ * ```ts ignore
+ * import { runSuite } from "./main.ts";
+ * const samples = await runSuite(plan);
+ * ```
+ *
+ * @param plan What to run.
+ * @returns The samples, in the order they were taken.
+ */
+export async function runSuite(plan: SuitePlan): Promise<Sample[]> {
+  const samples: Sample[] = [];
+  const kept = new Map<string, Kept>();
+  try {
+    if (plan.modes.includes("long-lived")) {
+      for (const row of plan.rows) {
+        try {
+          const handle = await startServer(row.cmd, {
+            cpu: plan.pin === "none" ? undefined : 0,
+            timeoutMs: 30_000,
+          });
+          live.add(handle);
+          kept.set(row.name, { handle });
+        } catch (err) {
+          kept.set(row.name, { error: `did not start: ${errorText(err)}` });
+        }
+      }
+    }
+    for (let run = 0; run < plan.settings.runs; run++) {
+      for (const [ci, cell] of plan.cells.entries()) {
+        const rows = plan.rows.map((_, i) => plan.rows[(i + run + ci) % plan.rows.length]);
+        for (const row of rows) {
+          const modes = run % 2 ? [...plan.modes].reverse() : plan.modes;
+          for (const mode of modes) {
+            const sample = await measure(row, cell, {
+              mode,
+              run,
+              kept: mode === "long-lived" ? kept.get(row.name) : undefined,
+            }, plan);
+            samples.push(sample);
+            plan.onSample?.(sample, cell);
+          }
+        }
+      }
+    }
+  } finally {
+    for (const k of kept.values()) {
+      if ("handle" in k) {
+        await k.handle.stop();
+        live.delete(k.handle);
+      }
+    }
   }
-  return `${(peer / ours).toFixed(2)}×`;
+  return samples;
 }
 
-function fmtMiB(kib: number | null | undefined): string {
-  return kib === null || kib === undefined ? "—" : `${(kib / 1024).toFixed(1)}`;
-}
-
-async function machine(): Promise<Record<string, unknown>> {
+async function machine(): Promise<Machine> {
   let cpu = "unknown";
   try {
     const info = await Deno.readTextFile("/proc/cpuinfo");
@@ -690,12 +747,28 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /**
- * Runs the suite with the given command-line arguments and prints the report.
+ * The file stem a run is saved under: its start time, `2026-12-01T21-40-05Z`.
+ *
+ * @example
+ * ```ts
+ * import { resultsStem } from "./main.ts";
+ * console.log(resultsStem(new Date("2026-12-01T21:40:05.123Z"))); // "2026-12-01T21-40-05Z"
+ * ```
+ *
+ * @param date The start of the run.
+ * @returns The stem.
+ */
+export function resultsStem(date: Date): string {
+  return `${date.toISOString().slice(0, 19).replaceAll(":", "-")}Z`;
+}
+
+/**
+ * Runs the suite with the given command-line arguments, prints the report and saves the results.
  *
  * @example
  * ```ts ignore
  * import { main } from "./main.ts";
- * await main(["--quick", "--only", "tcp-64x1", "--servers", "node,c"]);
+ * await main(["--quick", "--only", "tcp-64x1", "--servers", "node,c", "--no-save"]);
  * ```
  *
  * @param argv The arguments after the script name.
@@ -728,10 +801,11 @@ export async function main(argv: string[]): Promise<number> {
   const native = await buildNative();
   if (native.reason) progress(`bench: native: ${native.reason}`);
   const node = await which("node");
-  const bun = args.servers.includes("bun")
+  const bun: BunInstall = args.servers.includes("bun")
     ? await findBun({ noInstall: args.noInstall })
     : { path: null, reason: "not selected" };
   if (!bun.path) progress(`bench: bun: ${bun.reason}`);
+  if (bun.note) progress(`bench: bun: ${bun.note}`);
   const ctx: Context = {
     deno: Deno.execPath(),
     node,
@@ -764,282 +838,94 @@ export async function main(argv: string[]): Promise<number> {
     if ("skip" in c) skipped.push({ row: entry.name, reason: c.skip });
     else servers.push({ name: entry.name, cmd: c.cmd, note: c.note });
   }
+  const bunRow = servers.find((s) => s.name === "bun");
+  if (bun.note && bunRow) bunRow.note = bun.note;
   const judge = LOADGEN.available(ctx);
   if (judge !== true) {
     skipped.push({ row: "all server rows", reason: judge });
     servers.length = 0;
   }
   const client = CLIENT_BENCH.available(ctx);
-  const runClient = client === true && ctx.cEcho !== null;
+  const runClient = client === true && ctx.cEcho !== null && judge === true;
   if (client !== true) skipped.push({ row: "client.ts vs C server", reason: client });
   else if (!ctx.cEcho) skipped.push({ row: "client.ts vs C server", reason: "no C server" });
+  const rows: SuiteRow[] = servers.map((s) => ({ name: s.name, cmd: s.cmd, gen: LOADGEN }));
+  if (runClient) {
+    rows.push({
+      name: "client.ts",
+      cmd: [ctx.cEcho!, "--host", HOST, "--port", "0"],
+      gen: CLIENT_BENCH,
+    });
+  }
 
   const perCell = args.warmup + args.duration + 0.8;
-  const count = args.runs * args.cells.length * (servers.length + (runClient ? 1 : 0));
+  const count = args.runs * args.cells.length * rows.length * args.modes.length;
   progress(
     `bench: ${count} measurements × ~${perCell.toFixed(1)} s ≈ ${
       Math.ceil((count * perCell) / 60)
-    } min (servers: ${servers.map((s) => s.name).join(", ") || "none"}; pinned: ${pin})`,
+    } min (servers: ${servers.map((s) => s.name).join(", ") || "none"}; modes: ${
+      args.modes.join(", ")
+    }; pinned: ${pin})`,
   );
-
-  const samples = new Map<string, Sample[]>(); // key: cell|server
-  const key = (cell: Cell, name: string) => `${cell.id}|${name}`;
-  for (let run = 0; run < args.runs; run++) {
-    for (const [ci, cell] of args.cells.entries()) {
-      // Round-robin: each run (and cell) starts with a different server.
-      const order = servers.map((_, i) => servers[(i + run + ci) % servers.length]);
-      for (const server of order) {
-        const sample = await measure(server.cmd, cell, { entry: LOADGEN, ctx }, {
-          settings: args,
-          pin,
-          run,
-        });
-        samples.set(key(cell, server.name), [
-          ...(samples.get(key(cell, server.name)) ?? []),
-          sample,
-        ]);
-        progress(
-          `[run ${run + 1}/${args.runs}] ${cell.id} ${server.name}: ${describe(cell, sample)}`,
-        );
-      }
-      if (runClient) {
-        const cCmd = [ctx.cEcho!, "--host", HOST, "--port", "0"];
-        const sample = await measure(cCmd, cell, { entry: CLIENT_BENCH, ctx }, {
-          settings: args,
-          pin,
-          run,
-        });
-        samples.set(key(cell, "client.ts"), [
-          ...(samples.get(key(cell, "client.ts")) ?? []),
-          sample,
-        ]);
-        progress(`[run ${run + 1}/${args.runs}] ${cell.id} client.ts→c: ${describe(cell, sample)}`);
-      }
-    }
-  }
-  const finished = new Date();
-
-  const summaries = new Map<string, Summary>();
-  for (const [k, list] of samples) summaries.set(k, summarize(list));
-  const get = (cell: Cell, name: string) => summaries.get(key(cell, name));
-
-  // ---- report ----
-  const names = servers.map((s) => s.name);
-  const base = names.includes("deno") ? "deno" : null;
-  const peers = names.filter((n) => n !== base);
-  const out: string[] = [];
   const m = await machine();
-  out.push(`## Echo benchmark — ${started.toISOString()}`);
-  out.push("");
-  out.push(
-    `- machine: ${m.nproc} CPUs (${m.cpu}), ${m.memoryGiB} GiB memory, ${m.os}, load ${
-      (m.loadavg as number[]).map((x) => x.toFixed(2)).join(" ")
-    } at start`,
-  );
-  out.push(
-    `- versions: deno ${versions.deno}, node ${versions.node ?? "—"}, bun ${versions.bun ?? "—"}, ${
-      versions.cc ?? "no cc"
-    }`,
-  );
-  out.push(
-    `- settings: ${args.duration} s measured + ${args.warmup} s warm-up per cell, ${args.runs} ` +
-      `interleaved run(s), medians; ${
-        pin === "split"
-          ? "server pinned to CPU 0, load generator to CPU 1"
-          : pin === "same"
-          ? "server and load generator both pinned to CPU 0"
-          : "no CPU pinning"
-      }${args.busyPoll ? " (generator busy-polls)" : ""}${
-        args.settle ? `; settle up to ${args.settle} s before each` : ""
-      }; judge: ${LOADGEN.name}; wall time ${
-        ((finished.getTime() - started.getTime()) / 1000).toFixed(0)
-      } s`,
-  );
-  for (const s of servers) if (s.note) out.push(`- **${s.name}: ${s.note}**`);
-  for (const s of skipped) out.push(`- skipped ${s.row}: ${s.reason}`);
-  const noise = [...summaries.values()];
-  const otherMed = median(noise.map((s) => s.cpu.otherCores ?? NaN));
-  const otherMax = Math.max(0, ...noise.map((s) => s.cpu.otherCoresMax ?? 0));
-  const stealMed = median(noise.map((s) => s.cpu.stealCores ?? NaN));
-  if (otherMed !== null) {
-    out.push(
-      `- noise: other processes used ${otherMed.toFixed(2)} cores (median; max ${
-        otherMax.toFixed(2)
-      }) during measurements, hypervisor steal ${(stealMed ?? 0).toFixed(2)} cores${
-        otherMed > 0.1
-          ? " — **the machine was not quiet; treat the figures as rough**"
-          : otherMax > 0.25
-          ? " — some samples were disturbed (per-sample `cpu.otherCores` in the JSON)"
-          : ""
-      }`,
-    );
+  const samples = await runSuite({
+    cells: args.cells,
+    rows,
+    modes: args.modes,
+    settings: args,
+    pin,
+    ctx,
+    onSample: (s, cell) =>
+      progress(
+        `[run ${s.run + 1}/${args.runs}] ${s.mode} ${cell.id} ${s.server}: ${describe(cell, s)}`,
+      ),
+  });
+  const finished = new Date();
+  const results: ResultsFile = {
+    format: "echo-bench-results/2",
+    label: args.label,
+    date: started.toISOString(),
+    finished: finished.toISOString(),
+    machine: m,
+    versions,
+    settings: {
+      duration: args.duration,
+      warmup: args.warmup,
+      runs: args.runs,
+      pin,
+      busyPoll: args.busyPoll,
+      settle: args.settle,
+      modes: args.modes,
+    },
+    judge: LOADGEN.name,
+    cells: args.cells,
+    servers: servers.map((s) => ({ name: s.name, command: s.cmd, note: s.note ?? null })),
+    skipped,
+    clientRow: runClient,
+    samples,
+  };
+  const report = renderReport(results);
+  console.log(report);
+  const json = JSON.stringify(results, null, 2) + "\n";
+  if (args.out) {
+    await Deno.mkdir(args.out, { recursive: true });
+    const stem = `${args.out}/${resultsStem(started)}`;
+    await Deno.writeTextFile(`${stem}.json`, json);
+    await Deno.writeTextFile(`${stem}.md`, report);
+    progress(`bench: wrote ${stem}.json and ${stem}.md`);
   }
-  out.push("");
-
-  if (servers.length) {
-    const ratioHead = base ? peers.map((p) => `${p}/${base}`) : [];
-    const header = ["cell", ...names, ...ratioHead];
-    const table = (
-      title: string,
-      note: string,
-      cellValue: (cell: Cell, s: Summary | undefined) => string,
-      raw: (cell: Cell, s: Summary | undefined) => number | null | undefined,
-    ) => {
-      out.push(`### ${title}`);
-      out.push("");
-      out.push(note);
-      out.push("");
-      out.push(`| ${header.join(" | ")} |`);
-      out.push(`| ${header.map((_, i) => i === 0 ? "---" : "---:").join(" | ")} |`);
-      for (const cell of args.cells) {
-        const row = [cell.id];
-        for (const n of names) {
-          const s = get(cell, n);
-          row.push(s && s.ok ? cellValue(cell, s) : s?.failed ? "fail" : "—");
-        }
-        if (base) {
-          for (const p of peers) {
-            row.push(fmtRatio(raw(cell, get(cell, p)), raw(cell, get(cell, base))));
-          }
-        }
-        out.push(`| ${row.join(" | ")} |`);
-      }
-      out.push("");
-    };
-    table(
-      "Throughput (median requests/s; MB/s for stream)",
-      `Ratio = peer ÷ ${base ?? "ours"}: above 1 the peer is faster.`,
-      (cell, s) => fmtRate(cell, s?.median[metric(cell)]),
-      (cell, s) => s?.median[metric(cell)],
-    );
-    table(
-      "p99 latency (median across runs)",
-      `Ratio = peer ÷ ${base ?? "ours"}: below 1 the peer's tail is shorter.`,
-      (_cell, s) => fmtUs(s?.median.p99_us),
-      (_cell, s) => s?.median.p99_us,
-    );
-    table(
-      "Peak server RSS (MiB, VmHWM, median across runs)",
-      `Ratio = peer ÷ ${base ?? "ours"}: below 1 the peer uses less memory.`,
-      (_cell, s) => fmtMiB(s?.rssKiB),
-      (_cell, s) => s?.rssKiB,
-    );
-    table(
-      "Server CPU per request (µs; stream: per 64 KiB chunk)",
-      `Server CPU seconds ÷ requests: the cost that holds when wake-ups are slow or the machine is ` +
-        `shared. Ratio = peer ÷ ${base ?? "ours"}: below 1 the peer is cheaper.`,
-      (_cell, s) => fmtUs(s?.cpu.serverUsPerRequest),
-      (_cell, s) => s?.cpu.serverUsPerRequest,
-    );
-
-    const many = args.cells.find((c) => c.connections >= 1000);
-    if (many) {
-      out.push(`### ${many.connections} connections (${many.id})`);
-      out.push("");
-      out.push(
-        "Served = connections with at least one reply in the measured window (fairness). " +
-          "“All connected after” near 1,000 ms means the accept queue overflowed and " +
-          "clients waited for a SYN retransmission.",
-      );
-      out.push("");
-      out.push(
-        "| server | req/s | p50 | p99 | p99.9 | max | connections served | connected | " +
-          "all connected after | min–max req per conn |",
-      );
-      out.push("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-      for (const n of names) {
-        const s = get(many, n);
-        if (!s || !s.ok) {
-          out.push(`| ${n} | ${s?.failed ? "fail" : "—"} | | | | | | | | |`);
-          continue;
-        }
-        const md = s.median;
-        out.push(
-          `| ${n} | ${fmtRate(many, md.rps)} | ${fmtUs(md.p50_us)} | ${fmtUs(md.p99_us)} | ${
-            fmtUs(md.p999_us)
-          } | ${fmtUs(md.max_us)} | ${md.connections_served ?? "—"}/${many.connections} | ${
-            md.connected ?? "—"
-          } | ${md.connect_ms === undefined ? "—" : `${md.connect_ms.toFixed(0)} ms`} | ${
-            md.min_conn_requests ?? "—"
-          }–${md.max_conn_requests ?? "—"} |`,
-        );
-      }
-      out.push("");
-    }
-  }
-
-  if (runClient) {
-    out.push("### client.ts (our generator) vs C server");
-    out.push("");
-    out.push("Ratio = client.ts ÷ loadgen against the same C server: how much our client limits.");
-    out.push("");
-    out.push("| cell | loadgen → c | client.ts → c | p99 client.ts | client.ts/loadgen |");
-    out.push("| --- | ---: | ---: | ---: | ---: |");
-    for (const cell of args.cells) {
-      const c = get(cell, "c");
-      const cl = get(cell, "client.ts");
-      const mk = metric(cell);
-      out.push(
-        `| ${cell.id} | ${fmtRate(cell, c?.median[mk])} | ${
-          cl?.ok ? fmtRate(cell, cl.median[mk]) : "fail"
-        } | ${fmtUs(cl?.median.p99_us)} | ${fmtRatio(cl?.median[mk], c?.median[mk])} |`,
-      );
-    }
-    out.push("");
-  }
-
-  const problems: string[] = [];
-  for (const [k, s] of summaries) {
-    const md = s.median;
-    const bad = ["errors", "mismatches", "lost"].filter((f) => (md[f] ?? 0) > 0);
-    if (bad.length) {
-      problems.push(`- ${k.replace("|", " ")}: ${bad.map((f) => `${f} ${md[f]}`).join(", ")}`);
-    }
-    for (const e of new Set(s.errors)) problems.push(`- ${k.replace("|", " ")}: failed: ${e}`);
-  }
-  out.push("### Errors, mismatches, losses");
-  out.push("");
-  out.push(problems.length ? problems.join("\n") : "none");
-  out.push("");
-  console.log(out.join("\n"));
-
   if (args.json) {
-    const json = {
-      date: started.toISOString(),
-      finished: finished.toISOString(),
-      machine: m,
-      versions,
-      settings: {
-        duration: args.duration,
-        warmup: args.warmup,
-        runs: args.runs,
-        pin,
-        busyPoll: args.busyPoll,
-        settle: args.settle,
-      },
-      judge: LOADGEN.name,
-      servers: servers.map((s) => ({ name: s.name, command: s.cmd, note: s.note ?? null })),
-      skipped,
-      cells: args.cells.map((cell) => ({
-        ...cell,
-        results: Object.fromEntries(
-          [...names, ...(runClient ? ["client.ts"] : [])].map((n) => [n, {
-            summary: get(cell, n) ?? null,
-            samples: samples.get(key(cell, n)) ?? [],
-          }]),
-        ),
-      })),
-    };
-    await Deno.writeTextFile(args.json, JSON.stringify(json, null, 2) + "\n");
+    await Deno.writeTextFile(args.json, json);
     progress(`bench: wrote ${args.json}`);
   }
   Deno.removeSignalListener("SIGINT", onSignal);
   Deno.removeSignalListener("SIGTERM", onSignal);
-  const failures = [...summaries.values()].reduce((n, s) => n + s.failed, 0);
-  return failures ? 1 : 0;
+  const bad = samples.filter((s) => s.died || s.error || !s.result);
+  return bad.length ? 1 : 0;
 }
 
 function describe(cell: Cell, s: Sample): string {
+  if (s.died) return `${unavailable(summarize([s]))}${s.error ? ` — ${s.error}` : ""}`;
   if (!s.result) return `FAILED: ${s.error}`;
   const r = s.result;
   const extra = ["errors", "mismatches", "lost"].filter((f) => r[f] > 0).map((f) => `${f} ${r[f]}`);

@@ -46,6 +46,8 @@ function listenTcp(host, port) {
     server.once("error", reject);
     server.listen({ host, port }, () => {
       server.off("error", reject);
+      // accept() errors (EMFILE at many connections) are logged; they must not end the server.
+      server.on("error", (err) => process.stderr.write(`node_echo: ${err.message}\n`));
       resolve(server);
     });
   });
