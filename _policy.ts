@@ -14,7 +14,7 @@ import {
 } from "./impair.ts";
 import { DEFAULT_LIMITS, defaultUdpRate, effectiveMaxConnections, RateLimiter } from "./limits.ts";
 import { LoopGuard } from "./loop_guard.ts";
-import type { EchoServerOptions, RejectReason } from "./serve.ts";
+import type { EchoServerOptions, RejectReason } from "./types.ts";
 
 function checkCount(value: number | undefined, name: string, min: number): void {
   if (value === undefined) return;

@@ -9,9 +9,9 @@
 import { callHook, reportError } from "./_hooks.ts";
 import { type StreamPolicy, streamPolicy } from "./_policy.ts";
 import { TcpShaper } from "./impair.ts";
-import { readTurns as turns } from "./_turns.ts";
-import type { CloseReason, EchoServer, EchoServerOptions, ListenInfo } from "./serve.ts";
-import { DEFAULT_GRACE_PERIOD } from "./serve.ts";
+import { readTurns as turns } from "./_read_turns.ts";
+import type { CloseReason, EchoServer, EchoServerOptions, ListenInfo } from "./types.ts";
+import { DEFAULT_GRACE_PERIOD } from "./types.ts";
 import type { EchoStats } from "./stats.ts";
 import { createStats } from "./stats.ts";
 
@@ -242,9 +242,9 @@ class StreamServer implements EchoServer {
         // The view last written; request/response traffic repeats one size, so it is reused.
         let view = buffer;
         let smallReads = 0;
-        /** The turn this session's read started in, while it takes turns (see _turns.ts). */
+        /** The turn this session's read started in, while it takes turns (see _read_turns.ts). */
         let turn = -1;
-        /** The window in which this session last counted as active (see _turns.ts). */
+        /** The window in which this session last counted as active (see _read_turns.ts). */
         let activeIn = 0;
         for (;;) {
           // Never read past the byte cap, so exactly maxSessionBytes are echoed.
@@ -285,7 +285,7 @@ class StreamServer implements EchoServer {
           if (turns.crowded) {
             activeIn = turns.note(activeIn);
             if (turns.busy) {
-              // Hundreds of busy sessions: take turns (see _turns.ts), or some would starve.
+              // Hundreds of busy sessions: take turns (see _read_turns.ts), or some would starve.
               const wait = turns.take();
               if (wait) await wait;
               turn = turns.started();

@@ -68,7 +68,7 @@ import {
   probeJson,
   renderHistogram,
   type RunDescription,
-} from "./_report.ts";
+} from "./_client_report.ts";
 
 const PROBE_GROUP = "Ping and bench (measure any echo server)";
 

@@ -334,7 +334,7 @@ async function checkWorkers(options: ServeEchoOptions, choice: TransportChoice):
   if (choice.unix !== undefined) {
     throw new UsageError("--workers and --unix conflict: workers serve plain TCP");
   }
-  const { validateWorkers } = await import("./_workers.ts");
+  const { validateWorkers } = await import("./_worker_pool.ts");
   try {
     validateWorkers(options.workers, options);
   } catch (error) {

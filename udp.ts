@@ -16,14 +16,16 @@ import {
 import { callHook, reportError } from "./_hooks.ts";
 import { DatagramPolicy, validatePolicy } from "./_policy.ts";
 import { isImpairing, UdpImpairment } from "./impair.ts";
-import type { EchoServer, ListenInfo, UdpEchoOptions } from "./serve.ts";
-import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./serve.ts";
+import type { EchoServer, ListenInfo, UdpEchoOptions } from "./types.ts";
+import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./types.ts";
 import type { EchoStats } from "./stats.ts";
 import { createStats } from "./stats.ts";
 import type { EchoClientOptions, EchoResult } from "./tcp.ts";
 import { firstDifference, listenError, toBytes } from "./_util.ts";
-import type { UdpBackend, UdpBackendKind } from "./_udp_backend.ts";
-import { bindUdp, RECEIVE_BUFFER_SIZE } from "./_udp_backend.ts";
+import type { UdpBackend } from "./_udp_backend.ts";
+import { RECEIVE_BUFFER_SIZE } from "./_udp_backend.ts";
+import { bindUdp } from "./_udp_bind.ts";
+import type { UdpBackendKind } from "./types.ts";
 
 /** The largest UDP payload over IPv4 (65,535 − 20 IP − 8 UDP header bytes). */
 export const MAX_UDP_PAYLOAD = 65_507;

@@ -8,7 +8,7 @@
  * @module
  */
 import { callHook } from "./_hooks.ts";
-import { canSharePort, listenTcp } from "./_listen.ts";
+import { canSharePort, listenTcp } from "./_tcp_listen.ts";
 import { serveStreamListener, type StreamSharing } from "./_stream_server.ts";
 import { EchoConnectionError, EchoError } from "./errors.ts";
 import { listenError } from "./_util.ts";
@@ -18,8 +18,8 @@ import type {
   EchoServerOptions,
   ListenInfo,
   ServeEchoOptions,
-} from "./serve.ts";
-import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./serve.ts";
+} from "./types.ts";
+import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./types.ts";
 import type { DropCounters, EchoStats } from "./stats.ts";
 import { createStats } from "./stats.ts";
 import { serveUdpEcho } from "./udp.ts";
@@ -55,7 +55,7 @@ const HOOKS: readonly (keyof EchoHooks)[] = [
 ];
 
 /** The module every worker runs. */
-const WORKER_MODULE = new URL("./_worker.ts", import.meta.url);
+const WORKER_MODULE = new URL("./_worker_entry.ts", import.meta.url);
 
 /** How many times a shared port is picked again when UDP cannot bind the port TCP got. */
 const PORT_RETRIES = 20;
@@ -65,7 +65,7 @@ const PORT_RETRIES = 20;
  *
  * @example
  * ```ts
- * import { validateWorkers } from "./_workers.ts";
+ * import { validateWorkers } from "./_worker_pool.ts";
  * validateWorkers(1); // always fine
  * try {
  *   validateWorkers(0);
@@ -114,7 +114,7 @@ export function validateWorkers(workers: number, options: ServeEchoOptions = {})
  *
  * @example
  * ```ts
- * import { serveWithWorkers } from "./_workers.ts";
+ * import { serveWithWorkers } from "./_worker_pool.ts";
  * import { echoTcp } from "./tcp.ts";
  * await using server = await serveWithWorkers({ port: 0, transport: "tcp" }, 2);
  * await echoTcp("two threads", { port: server.addr.port });

@@ -1,15 +1,15 @@
 /**
- * The entry of a TCP echo worker (see _workers.ts): joins the port the main thread serves with a
+ * The entry of a TCP echo worker (see _worker_pool.ts): joins the port the main thread serves with a
  * listener of its own (`reusePort`), serves sessions with the same loop and policy as the main
  * thread, forwards the hook calls the main thread asked for, and reports its counters.
  *
  * @module
  */
 import { EchoError } from "./errors.ts";
-import { listenTcp } from "./_listen.ts";
+import { listenTcp } from "./_tcp_listen.ts";
 import { serveStreamListener } from "./_stream_server.ts";
-import type { EchoHooks, EchoServer, EchoServerOptions } from "./serve.ts";
-import type { WorkerReply, WorkerRequest } from "./_workers.ts";
+import type { EchoHooks, EchoServer, EchoServerOptions } from "./types.ts";
+import type { WorkerReply, WorkerRequest } from "./_worker_pool.ts";
 
 /** How often a worker reports its counters while it runs, in ms. */
 const STATS_EVERY_MS = 250;

@@ -37,7 +37,7 @@ const integer = new Intl.NumberFormat("en", { maximumFractionDigits: 0 });
  *
  * @example
  * ```ts
- * import { formatCount } from "./_report.ts";
+ * import { formatCount } from "./_client_report.ts";
  * console.log(formatCount(1234567)); // "1,234,567"
  * ```
  *
@@ -53,7 +53,7 @@ export function formatCount(n: number): string {
  *
  * @example
  * ```ts
- * import { formatPingTime } from "./_report.ts";
+ * import { formatPingTime } from "./_client_report.ts";
  * console.log(formatPingTime(0.21345), formatPingTime(12.345)); // "0.213" "12.3"
  * ```
  *
@@ -70,7 +70,7 @@ export function formatPingTime(ms: number): string {
  *
  * @example
  * ```ts
- * import { formatMicros } from "./_report.ts";
+ * import { formatMicros } from "./_client_report.ts";
  * console.log(formatMicros(27.4), formatMicros(1050)); // "27µs" "1.05ms"
  * ```
  *
@@ -86,7 +86,7 @@ export function formatMicros(us: number): string {
  *
  * @example
  * ```ts
- * import { formatMegabytes } from "./_report.ts";
+ * import { formatMegabytes } from "./_client_report.ts";
  * console.log(formatMegabytes(2_512_000)); // "2.51 MB/s"
  * ```
  *
@@ -111,7 +111,7 @@ function plural(n: number, word: string, words = `${word}s`): string {
  *
  * @example
  * ```ts
- * import { formatPingHeader } from "./_report.ts";
+ * import { formatPingHeader } from "./_client_report.ts";
  * const address = { hostname: "127.0.0.1", port: 5006, transport: "udp" as const };
  * console.log(formatPingHeader({ transport: "udp", address, size: 64 }, 1000));
  * // "PING udp 127.0.0.1:5006: 64 bytes every 1.00s"
@@ -134,7 +134,7 @@ export function formatPingHeader(
  *
  * @example
  * ```ts
- * import { formatPingReply } from "./_report.ts";
+ * import { formatPingReply } from "./_client_report.ts";
  * import { paletteFor } from "./_cli.ts";
  * const reply = { connection: 0, seq: 3, bytes: 64, rtt: 0.2134, kind: "reply" as const, warmup: false };
  * const address = { hostname: "127.0.0.1", port: 5006, transport: "tcp" as const };
@@ -172,7 +172,7 @@ export function formatPingReply(
  *
  * @example
  * ```ts
- * import { lossPercent } from "./_report.ts";
+ * import { lossPercent } from "./_client_report.ts";
  * console.log(lossPercent({ sent: 4, received: 3, late: 0 })); // 25
  * ```
  *
@@ -276,7 +276,7 @@ export function formatBenchHeader(
  *
  * @example
  * ```ts
- * import { formatProgress } from "./_report.ts";
+ * import { formatProgress } from "./_client_report.ts";
  * console.log(formatProgress({ elapsed: 3000, requests: 12345, rate: 4100, errors: 0, warmup: false }));
  * // "  3.00s  12,345 requests  4,100 req/s  0 errors"
  * ```
@@ -390,7 +390,7 @@ export interface RenderHistogramOptions {
  *
  * @example
  * ```ts
- * import { renderHistogram } from "./_report.ts";
+ * import { renderHistogram } from "./_client_report.ts";
  * import { paletteFor } from "./_cli.ts";
  * import { Histogram } from "./histogram.ts";
  * const h = new Histogram();
