@@ -7,7 +7,7 @@
  * @module
  */
 import { callHook, reportError } from "./_hooks.ts";
-import { type StreamPolicy, streamPolicy } from "./_policy.ts";
+import type { StreamPolicy } from "./_policy.ts";
 import { TcpShaper } from "./impair.ts";
 import { readTurns as turns } from "./_read_turns.ts";
 import type { CloseReason, EchoServer, EchoServerOptions, ListenInfo } from "./types.ts";
@@ -84,6 +84,7 @@ export interface StreamSharing {
  *
  * @param listener A TCP, TLS or Unix listener, or TCP listeners on one address.
  * @param options Hooks, limits and counters.
+ * @param policy The accept policy and session limits, built once from the options (_policy.ts).
  * @param info Extra facts for the listener's ListenInfo (e.g. `secure` for TLS).
  * @param sharing Counters and ids shared with servers on other threads, if any.
  * @returns The server handle.
@@ -91,10 +92,11 @@ export interface StreamSharing {
 export function serveStreamListener(
   listener: Deno.Listener | readonly Deno.Listener[],
   options: EchoServerOptions,
+  policy: StreamPolicy,
   info: Partial<ListenInfo> = {},
   sharing: StreamSharing = {},
 ): EchoServer {
-  return new StreamServer(listener, options, info, sharing);
+  return new StreamServer(listener, options, policy, info, sharing);
 }
 
 class StreamServer implements EchoServer {
@@ -120,10 +122,11 @@ class StreamServer implements EchoServer {
   constructor(
     listener: Deno.Listener | readonly Deno.Listener[],
     options: EchoServerOptions,
+    policy: StreamPolicy,
     info: Partial<ListenInfo>,
     sharing: StreamSharing,
   ) {
-    this.#policy = streamPolicy(options);
+    this.#policy = policy;
     this.#shared = sharing.sessions;
     this.#nextId = sharing.idStart ?? 1;
     this.#idStep = sharing.idStep ?? 1;

@@ -8,6 +8,7 @@
 import { EchoError } from "./errors.ts";
 import { listenTcp } from "./_tcp_listen.ts";
 import { serveStreamListener } from "./_stream_server.ts";
+import { buildPolicy } from "./_policy.ts";
 import type { EchoHooks, EchoServer, EchoServerOptions } from "./types.ts";
 import type { WorkerReply, WorkerRequest } from "./_worker_pool.ts";
 
@@ -45,7 +46,14 @@ function start(request: Extract<WorkerRequest, { type: "start" }>): void {
   const options: EchoServerOptions = { ...request.options, ...hooks };
   try {
     const listeners = listenTcp(request.hostname, request.port, { join: true, queues: 1 });
-    server = serveStreamListener(listeners, options, {}, request.sharing);
+    // Each thread builds its policy once: a parsed allow-list cannot cross threads.
+    server = serveStreamListener(
+      listeners,
+      options,
+      buildPolicy(options).stream,
+      {},
+      request.sharing,
+    );
   } catch (error) {
     scope.postMessage({ type: "failed", message: errorInfo(error).message });
     return;

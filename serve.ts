@@ -1,21 +1,30 @@
 /**
- * {@linkcode serveEcho} starts a TCP and/or UDP echo service on one host and port and returns one
- * handle, shaped like the one `Deno.serve` returns.
+ * {@linkcode serveEcho} starts an echo service on any transport and returns one handle, shaped like
+ * the one `Deno.serve` returns: TCP and/or UDP on one host and port, TLS (the `tls` option of TCP),
+ * or a Unix socket (`transport: "unix"` and a `path`). {@linkcode validateServeOptions} checks the
+ * options first, without binding anything.
  *
  * @module
  */
 import { EchoConnectionError, formatAddress } from "./errors.ts";
 import { callHook } from "./_hooks.ts";
+import { buildPolicy, policyOf, usePolicy } from "./_policy.ts";
 import type { EchoStats } from "./stats.ts";
 import { createStats } from "./stats.ts";
 import { serveTcpEcho } from "./tcp.ts";
 import { serveUdpEcho } from "./udp.ts";
+import { serveUnixEcho } from "./unix.ts";
+import { optionTypeError } from "./_validate.ts";
+import { serveWithWorkers, validateWorkers } from "./_worker_pool.ts";
 import type {
   ConnectionInfo,
   DatagramInfo,
+  EchoAddr,
   EchoServer,
   ListenInfo,
   ServeEchoOptions,
+  UnixEchoOptions,
+  UnixListenInfo,
 } from "./types.ts";
 import { DEFAULT_PORT } from "./types.ts";
 
@@ -26,9 +35,61 @@ export * from "./types.ts";
 /** How many times a shared port is picked again when UDP cannot bind the port TCP got. */
 const PORT_RETRIES = 20;
 
+const TRANSPORTS: readonly string[] = ["tcp", "udp", "both", "unix"];
+
+/** What {@linkcode validateServeOptions} found: the values the server will use for defaults. */
+export interface ServeOptionsCheck {
+  /** The most stream sessions the server will hold open at once. */
+  maxConnections: number;
+  /** Whether that is the default, lowered to fit the process's open-file limit. */
+  maxConnectionsLowered: boolean;
+}
+
+/**
+ * Checks server options without binding anything, so a CLI can report a bad value as a usage
+ * error before it listens. Every error names its option in an `option` property (a CLI maps it
+ * to its flag). The policies built here (the parsed allow-list, the connection cap fitted to the
+ * open-file limit) are kept for this options object: {@linkcode serveEcho} given the same object
+ * builds nothing again.
+ *
+ * @example
+ * ```ts
+ * import { validateServeOptions } from "./mod.ts";
+ * try {
+ *   validateServeOptions({ maxConnections: 0 });
+ * } catch (error) {
+ *   console.log((error as RangeError & { option: string }).option); // "maxConnections"
+ * }
+ * ```
+ *
+ * @param options What {@linkcode serveEcho} will be given.
+ * @returns The connection cap the server will use.
+ * @throws {RangeError} When a number is out of range.
+ * @throws {TypeError} When an option has the wrong type, a CIDR rule is invalid, or `workers`
+ * cannot work with the other options or the runtime.
+ */
+export function validateServeOptions(options: ServeEchoOptions<never> = {}): ServeOptionsCheck {
+  const transport = options.transport ?? "both";
+  if (!TRANSPORTS.includes(transport)) {
+    throw optionTypeError(
+      "transport",
+      `transport must be "tcp", "udp", "both" or "unix", got ${JSON.stringify(transport)}`,
+    );
+  }
+  if (options.workers !== undefined) validateWorkers(options.workers, options as ServeEchoOptions);
+  const policy = buildPolicy(options);
+  usePolicy(options, policy);
+  return {
+    maxConnections: policy.stream.maxConnections,
+    maxConnectionsLowered: policy.maxConnectionsLowered,
+  };
+}
+
 /**
  * Starts an echo server: TCP and UDP by default, sharing one host and port (with port 0, TCP picks a
- * free port and UDP binds the same one, trying again with another port if UDP cannot have it).
+ * free port and UDP binds the same one, trying again with another port if UDP cannot have it). With
+ * `transport: "unix"` it serves a Unix socket at `path` instead (see {@linkcode serveUnixEcho});
+ * with `tls` the TCP listener speaks TLS. The handle, hooks and counters are the same for all.
  *
  * @example A test fixture that cleans up after itself
  * ```ts
@@ -45,21 +106,66 @@ const PORT_RETRIES = 20;
  * await echoTcp("spread over threads", { port: server.addr.port });
  * ```
  *
+ * @example A Unix socket, the same handle over a Unix address
+ * ```ts
+ * import { echoTcp, serveEcho } from "./mod.ts";
+ * const path = `${await Deno.makeTempDir()}/echo.sock`;
+ * await using server = await serveEcho({ transport: "unix", path });
+ * await echoTcp("Hello World", { unix: path });
+ * console.log(server.addr.path === path); // true
+ * ```
+ *
  * @param options Where to listen, which transports, threads, hooks and limits.
  * @returns The running server.
  * @throws {EchoConnectionError} When the address cannot be bound.
  * @throws {TypeError} When `workers` is above 1 and the port cannot be shared, or with `once`.
  * @throws {RangeError} When `workers` is not a whole number of at least 1.
  */
-export async function serveEcho(options: ServeEchoOptions = {}): Promise<EchoServer> {
-  if (options.workers !== undefined && options.workers !== 1) {
-    // Loaded only when asked for: the workers' module costs a one-thread server nothing.
-    const { serveWithWorkers } = await import("./_worker_pool.ts");
-    return await serveWithWorkers(options, options.workers);
-  }
+export function serveEcho(
+  options: ServeEchoOptions<Deno.UnixAddr> & { transport: "unix"; path: string },
+): Promise<EchoServer<Deno.UnixAddr>>;
+/**
+ * Starts an echo server: TCP and UDP by default, or one transport, on one host and port.
+ *
+ * @example
+ * ```ts
+ * import { echoTcp, serveEcho } from "./mod.ts";
+ * await using server = await serveEcho({ port: 0, transport: "tcp" });
+ * await echoTcp("Hello World", { port: server.addr.port });
+ * ```
+ *
+ * @typeParam A The address type the hooks are given: `Deno.NetAddr`, or a union with
+ * `Deno.UnixAddr` for hooks that serve either.
+ * @param options Where to listen, which transports, threads, hooks and limits.
+ * @returns The running server.
+ */
+export function serveEcho<A extends EchoAddr = Deno.NetAddr>(
+  options?: ServeEchoOptions<A>,
+): Promise<EchoServer<A>>;
+export async function serveEcho(
+  // `never`: every overload's options are assignable here, whatever their hooks' address type.
+  options: ServeEchoOptions<never> = {},
+): Promise<EchoServer<EchoAddr>> {
   const transport = options.transport ?? "both";
-  if (transport === "tcp") return serveTcpEcho(options);
-  if (transport === "udp") return await serveUdpEcho(options);
+  if (transport === "unix") {
+    // A Unix socket has no network address; the stream loop hands the hooks Unix addresses.
+    const { hostname: _hostname, port: _port, transport: _transport, ...rest } = options;
+    return await serveUnixEcho(usePolicy(rest as UnixEchoOptions, policyOf(options)));
+  }
+  // Network transports: the hooks are called with network addresses only.
+  const net = options as ServeEchoOptions;
+  policyOf(net);
+  if (net.workers !== undefined && net.workers !== 1) {
+    return await serveWithWorkers(net, net.workers);
+  }
+  if (transport === "tcp") return serveTcpEcho(net);
+  if (transport === "udp") return await serveUdpEcho(net);
+  return await serveBoth(net);
+}
+
+/** TCP and UDP on one host and port. */
+async function serveBoth(options: ServeEchoOptions): Promise<EchoServer> {
+  const policy = policyOf(options);
   const stats = options.stats ?? createStats();
   const port = options.port ?? DEFAULT_PORT;
   // Hooks that fire on listen are held back until both transports are bound, so a retried port
@@ -73,21 +179,21 @@ export async function serveEcho(options: ServeEchoOptions = {}): Promise<EchoSer
   };
   for (let attempt = 0;; attempt++) {
     let partner: EchoServer | undefined;
-    const tcp = serveTcpEcho({
+    const tcp = serveTcpEcho(usePolicy({
       ...inner,
       port,
       onConnection: options.once
         ? (info: ConnectionInfo) => (void partner?.shutdown(), options.onConnection?.(info))
         : options.onConnection,
-    });
+    }, policy));
     try {
-      partner = await serveUdpEcho({
+      partner = await serveUdpEcho(usePolicy({
         ...inner,
         port: tcp.addr.port,
         onDatagram: options.once
           ? (info: DatagramInfo) => (void tcp.shutdown(), options.onDatagram?.(info))
           : options.onDatagram,
-      });
+      }, policy));
     } catch (error) {
       await tcp.shutdown();
       const retry = port === 0 && attempt < PORT_RETRIES &&
@@ -125,7 +231,7 @@ function combine(
 }
 
 /**
- * Describes where a server listens, for messages: `tcp 127.0.0.1:5006`.
+ * Describes where a server listens, for messages: `tcp 127.0.0.1:5006`, `unix /tmp/echo.sock`.
  *
  * @example
  * ```ts
@@ -136,6 +242,8 @@ function combine(
  * @param info A listener.
  * @returns `transport host:port`.
  */
-export function describeListener(info: ListenInfo): string {
-  return `${info.transport} ${formatAddress(info)}`;
+export function describeListener(info: ListenInfo | UnixListenInfo): string {
+  return info.transport === "unix"
+    ? `unix ${info.path}`
+    : `${info.transport} ${formatAddress(info)}`;
 }

@@ -32,7 +32,7 @@ import {
 import { formatAddress } from "./errors.ts";
 import { isLoopback } from "./cidr.ts";
 import { DEFAULT_LIMITS, effectiveMaxConnections } from "./limits.ts";
-import { validatePolicy } from "./_policy.ts";
+import { buildPolicy } from "./_policy.ts";
 import {
   describeListener,
   type EchoImpairOptions,
@@ -309,7 +309,7 @@ function options(values: FlagValues): ServeEchoOptions {
     workers: text("workers") === undefined ? undefined : parseWorkers(text("workers")!),
   };
   try {
-    validatePolicy(result);
+    buildPolicy(result);
   } catch (error) {
     throw new UsageError((error as Error).message);
   }

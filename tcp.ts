@@ -20,7 +20,7 @@ export type { TcpEchoOptions, TlsServerOptions } from "./types.ts";
 import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./types.ts";
 import { serveStreamListener } from "./_stream_server.ts";
 import { listenTcp } from "./_tcp_listen.ts";
-import { validatePolicy } from "./_policy.ts";
+import { policyOf } from "./_policy.ts";
 import { firstDifference, listenError, toBytes } from "./_util.ts";
 
 /**
@@ -56,7 +56,7 @@ import { firstDifference, listenError, toBytes } from "./_util.ts";
 export function serveTcpEcho(options: TcpEchoOptions = {}): EchoServer {
   const hostname = options.hostname ?? DEFAULT_HOSTNAME;
   const port = options.port ?? DEFAULT_PORT;
-  validatePolicy(options);
+  const policy = policyOf(options);
   const tls = options.tls;
   if (tls !== undefined && (typeof tls.cert !== "string" || typeof tls.key !== "string")) {
     throw new TypeError("tls needs cert and key as PEM text (strings), not file names or bytes");
@@ -72,7 +72,7 @@ export function serveTcpEcho(options: TcpEchoOptions = {}): EchoServer {
     if (tls && isTlsMaterialError(error)) throw tlsMaterialError(error);
     throw listenError(error, { hostname, port, transport: "tcp" });
   }
-  return serveStreamListener(listener, options, tls ? { secure: true } : {});
+  return serveStreamListener(listener, options, policy.stream, tls ? { secure: true } : {});
 }
 
 /** Whether `Deno.listenTls` failed on the certificate or key rather than on the address. */

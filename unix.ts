@@ -7,7 +7,7 @@
  * @module
  */
 import { callHook, reportError } from "./_hooks.ts";
-import { validatePolicy } from "./_policy.ts";
+import { policyOf } from "./_policy.ts";
 import { serveStreamListener } from "./_stream_server.ts";
 import { describeNetworkError, type EchoAddress, EchoConnectionError } from "./errors.ts";
 import type {
@@ -73,7 +73,7 @@ export async function serveUnixEcho(options: UnixEchoOptions): Promise<UnixEchoS
   // listener are Deno.UnixAddr: what the Unix hook types above promise. Only the listen and
   // reject events are built here, so they say `unix`.
   const streamOptions = options as unknown as EchoServerOptions;
-  validatePolicy(streamOptions);
+  const policy = policyOf(streamOptions);
   const address: EchoAddress = { hostname: "", port: 0, transport: "unix", path };
   await claimPath(address);
   let listener: Deno.Listener;
@@ -102,7 +102,7 @@ export async function serveUnixEcho(options: UnixEchoOptions): Promise<UnixEchoS
           reason: info.reason,
         })
       : undefined,
-  });
+  }, policy.stream);
   const finished = inner.finished.then(() => removeIfOurs(address, inode, streamOptions));
   const info: UnixListenInfo = { transport: "unix", path };
   const server: UnixEchoServer = {
