@@ -7,6 +7,10 @@
 import { parseArgs } from "node:util";
 import denoJson from "./deno.json" with { type: "json" };
 import { parseDuration } from "./duration.ts";
+import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./types.ts";
+
+/** The schema version of every `--json` line and object of both CLIs; bumped when a field changes meaning. */
+export const JSON_SCHEMA = 1;
 
 /** Exit code: success. */
 export const EXIT_OK = 0;
@@ -215,6 +219,28 @@ export function parsePort(text: string, flag = "--port"): number {
     throw new UsageError(`${flag} must be a number from 0 to 65535, got "${text}"`);
   }
   return Number(text);
+}
+
+/**
+ * The address of `--host` and `--port`, with the defaults (127.0.0.1, 5006) and an IPv6 literal's
+ * brackets stripped (`[::1]` -> `::1`).
+ *
+ * @example
+ * ```ts
+ * import { parseAddress } from "./_cli.ts";
+ * console.log(parseAddress({ host: "[::1]", port: "7" })); // { hostname: "::1", port: 7 }
+ * ```
+ *
+ * @param values Parsed flags.
+ * @returns Host and port.
+ * @throws {UsageError} When `--host` is empty or `--port` is not a port.
+ */
+export function parseAddress(values: FlagValues): { hostname: string; port: number } {
+  const host = (values.host as string | undefined) ?? DEFAULT_HOSTNAME;
+  const hostname = host.replace(/^\[(.*)\]$/, "$1");
+  if (hostname === "") throw new UsageError("--host must not be empty");
+  const port = values.port === undefined ? DEFAULT_PORT : parsePort(values.port as string);
+  return { hostname, port };
 }
 
 /**

@@ -20,23 +20,20 @@ import {
   EXIT_FAILURE,
   EXIT_OK,
   type FlagValues,
-  formatBytes,
   paletteFor,
+  parseAddress,
   parseDurationFlag,
   parseFlags,
   parseInteger,
-  parsePort,
   parseRate,
   readPemFile,
   renderHelp,
   runCli,
-  showBytes,
   unixPermissionError,
   UsageError,
   VERSION,
 } from "./_cli.ts";
-import { formatDuration } from "./duration.ts";
-import { EchoError, formatAddress } from "./errors.ts";
+import { EchoError } from "./errors.ts";
 import {
   DEFAULT_TCP_TIMEOUT,
   type EchoResult,
@@ -59,12 +56,16 @@ import {
   validateProbeOptions,
 } from "./probe.ts";
 import {
+  echoFailureJson,
+  echoJson,
   formatBenchHeader,
   formatBenchSummary,
+  formatEchoReply,
   formatPingHeader,
   formatPingReply,
   formatPingSummary,
   formatProgress,
+  formatStreamResult,
   probeJson,
   renderHistogram,
   type RunDescription,
@@ -287,9 +288,6 @@ const SPEC: CliSpec = {
   ],
 };
 
-/** The schema version of `--json` output. */
-const JSON_SCHEMA = 1;
-
 async function main(): Promise<number> {
   const { values, positionals } = parseFlags(SPEC, Deno.args);
   if (values.help) {
@@ -302,9 +300,7 @@ async function main(): Promise<number> {
   }
   const udp = Boolean(values.udp);
   const json = Boolean(values.json);
-  const hostname = ((values.host as string | undefined) ?? "127.0.0.1").replace(/^\[(.*)\]$/, "$1");
-  if (hostname === "") throw new UsageError("--host must not be empty");
-  const port = values.port === undefined ? 5006 : parsePort(values.port as string);
+  const { hostname, port } = parseAddress(values);
   if (port === 0) throw new UsageError("--port must be from 1 to 65535 for a client");
   const timeout = values.timeout === undefined
     ? undefined
@@ -341,20 +337,7 @@ async function main(): Promise<number> {
       timeout,
       output: Deno.stdout.writable,
     }).catch((error) => Promise.reject(explain(error)));
-    const rate = result.bytes / Math.max(result.elapsed / 1000, 1e-9);
-    const line = json
-      ? JSON.stringify({
-        schema: JSON_SCHEMA,
-        ok: true,
-        transport,
-        address: formatAddress(result.address),
-        bytes: result.bytes,
-        elapsed_ms: result.elapsed,
-      })
-      : `echoed ${formatBytes(result.bytes)} identical in ${formatDuration(result.elapsed)} (${
-        formatBytes(rate)
-      }/s) via ${transport} ${formatAddress(result.address)}`;
-    console.error(line);
+    console.error(formatStreamResult(result, transport, json));
     return EXIT_OK;
   }
 
@@ -371,37 +354,15 @@ async function main(): Promise<number> {
       : await echoTcp(data, { ...target, timeout }).catch((error) =>
         Promise.reject(explain(error))
       );
-    const where = `${transport} ${formatAddress(result.address)}`;
-    if (json) {
-      console.log(JSON.stringify({
-        schema: JSON_SCHEMA,
-        ok: true,
-        transport,
-        address: formatAddress(result.address),
-        bytes: result.reply.length,
-        reply: message,
-        rtt_ms: result.rtt,
-        ...(udp ? { attempts: result.attempts } : {}),
-      }));
-    } else {
-      const colors = paletteFor(Deno.stdout);
-      const attempts = (result.attempts ?? 1) > 1 ? ` after ${result.attempts} attempts` : "";
-      console.log(
-        `reply from ${where}: ${showBytes(result.reply)} (${result.reply.length} bytes) time=${
-          colors.green(formatDuration(result.rtt))
-        }${attempts}`,
-      );
-    }
+    console.log(
+      json
+        ? JSON.stringify(echoJson(result, { transport, message, udp }))
+        : formatEchoReply(result, transport, paletteFor(Deno.stdout)),
+    );
     return EXIT_OK;
   } catch (error) {
     if (json && error instanceof EchoError) {
-      console.log(JSON.stringify({
-        schema: JSON_SCHEMA,
-        ok: false,
-        transport,
-        error: error.name,
-        message: error.message,
-      }));
+      console.log(JSON.stringify(echoFailureJson(error, transport)));
     }
     throw error;
   }
