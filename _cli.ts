@@ -55,6 +55,44 @@ export interface Flag {
   group?: string;
 }
 
+/**
+ * Flags from a compact table, for one help section. Each key is the long name, then optionally
+ * `|alias`, ` -s` (the one-letter alias), ` ARG` (a placeholder: the flag takes a value) and
+ * ` ...` (repeatable); each value is the flag's --help line.
+ *
+ * @example
+ * ```ts
+ * import { flagTable } from "./_cli.ts";
+ * const [host, quiet] = flagTable("Options", {
+ *   "host|hostname ADDR": "address to bind",
+ *   "quiet -q": "no per-event lines",
+ * });
+ * console.log(host.type, host.aliases, quiet.short); // "string" ["hostname"] "q"
+ * ```
+ *
+ * @param group The help section, or undefined for the first, untitled one (`Options`).
+ * @param table Key: name and shape; value: description.
+ * @returns The flags, in the table's order.
+ */
+export function flagTable(group: string | undefined, table: Record<string, string>): Flag[] {
+  return Object.entries(table).map(([key, description]) => {
+    const [names, ...rest] = key.split(" ");
+    const [name, ...aliases] = names.split("|");
+    const flag: Flag = { name, type: "boolean", description };
+    for (const part of rest) {
+      if (part === "...") flag.multiple = true;
+      else if (part.startsWith("-")) flag.short = part.slice(1);
+      else {
+        flag.type = "string";
+        flag.arg = part;
+      }
+    }
+    if (aliases.length) flag.aliases = aliases;
+    if (group !== undefined) flag.group = group;
+    return flag;
+  });
+}
+
 /** A whole CLI: name, usage, flags and examples, for parsing and for --help. */
 export interface CliSpec {
   /** Program name for messages, e.g. `server.ts`. */
