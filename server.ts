@@ -33,7 +33,6 @@ import { isLoopback } from "./cidr.ts";
 import { serveEcho, validateServeOptions } from "./serve.ts";
 import type { EchoAddr, EchoImpairOptions, ServeEchoOptions, TlsServerOptions } from "./types.ts";
 import { createStats } from "./stats.ts";
-import { optionOf } from "./_validate.ts";
 import { ServerReport } from "./_server_report.ts";
 
 const TRANSPORTS = "Transports (TCP only: no UDP with these)";
@@ -244,7 +243,9 @@ function validate(options: ServeEchoOptions<EchoAddr>): ReturnType<typeof valida
     return validateServeOptions(options);
   } catch (error) {
     if (!(error instanceof RangeError || error instanceof TypeError)) throw error;
-    const flag = optionOf(error) === "workers" ? `--workers ${options.workers}: ` : "";
+    // The library's errors name their option; only --workers is named in the message.
+    const option = (error as { option?: string }).option;
+    const flag = option === "workers" ? `--workers ${options.workers}: ` : "";
     throw new UsageError(`${flag}${error.message}`);
   }
 }
