@@ -7,6 +7,10 @@
 import { parseArgs } from "node:util";
 import denoJson from "./deno.json" with { type: "json" };
 import { parseDuration } from "./duration.ts";
+import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./types.ts";
+
+/** The schema version of every `--json` line and object of both CLIs; bumped when a field changes meaning. */
+export const JSON_SCHEMA = 1;
 
 /** Exit code: success. */
 export const EXIT_OK = 0;
@@ -49,6 +53,44 @@ export interface Flag {
   description: string;
   /** Help section the flag is listed under. */
   group?: string;
+}
+
+/**
+ * Flags from a compact table, for one help section. Each key is the long name, then optionally
+ * `|alias`, ` -s` (the one-letter alias), ` ARG` (a placeholder: the flag takes a value) and
+ * ` ...` (repeatable); each value is the flag's --help line.
+ *
+ * @example
+ * ```ts
+ * import { flagTable } from "./_cli.ts";
+ * const [host, quiet] = flagTable("Options", {
+ *   "host|hostname ADDR": "address to bind",
+ *   "quiet -q": "no per-event lines",
+ * });
+ * console.log(host.type, host.aliases, quiet.short); // "string" ["hostname"] "q"
+ * ```
+ *
+ * @param group The help section, or undefined for the first, untitled one (`Options`).
+ * @param table Key: name and shape; value: description.
+ * @returns The flags, in the table's order.
+ */
+export function flagTable(group: string | undefined, table: Record<string, string>): Flag[] {
+  return Object.entries(table).map(([key, description]) => {
+    const [names, ...rest] = key.split(" ");
+    const [name, ...aliases] = names.split("|");
+    const flag: Flag = { name, type: "boolean", description };
+    for (const part of rest) {
+      if (part === "...") flag.multiple = true;
+      else if (part.startsWith("-")) flag.short = part.slice(1);
+      else {
+        flag.type = "string";
+        flag.arg = part;
+      }
+    }
+    if (aliases.length) flag.aliases = aliases;
+    if (group !== undefined) flag.group = group;
+    return flag;
+  });
 }
 
 /** A whole CLI: name, usage, flags and examples, for parsing and for --help. */
@@ -215,6 +257,28 @@ export function parsePort(text: string, flag = "--port"): number {
     throw new UsageError(`${flag} must be a number from 0 to 65535, got "${text}"`);
   }
   return Number(text);
+}
+
+/**
+ * The address of `--host` and `--port`, with the defaults (127.0.0.1, 5006) and an IPv6 literal's
+ * brackets stripped (`[::1]` -> `::1`).
+ *
+ * @example
+ * ```ts
+ * import { parseAddress } from "./_cli.ts";
+ * console.log(parseAddress({ host: "[::1]", port: "7" })); // { hostname: "::1", port: 7 }
+ * ```
+ *
+ * @param values Parsed flags.
+ * @returns Host and port.
+ * @throws {UsageError} When `--host` is empty or `--port` is not a port.
+ */
+export function parseAddress(values: FlagValues): { hostname: string; port: number } {
+  const host = (values.host as string | undefined) ?? DEFAULT_HOSTNAME;
+  const hostname = host.replace(/^\[(.*)\]$/, "$1");
+  if (hostname === "") throw new UsageError("--host must not be empty");
+  const port = values.port === undefined ? DEFAULT_PORT : parsePort(values.port as string);
+  return { hostname, port };
 }
 
 /**

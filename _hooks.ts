@@ -5,7 +5,7 @@
  */
 import type { EchoAddress } from "./errors.ts";
 import { EchoError } from "./errors.ts";
-import type { EchoHooks } from "./serve.ts";
+import type { EchoHooks } from "./types.ts";
 
 /**
  * Calls a hook if present, reporting (not throwing) what it throws.

@@ -14,23 +14,11 @@ import {
 } from "./impair.ts";
 import { DEFAULT_LIMITS, defaultUdpRate, effectiveMaxConnections, RateLimiter } from "./limits.ts";
 import { LoopGuard } from "./loop_guard.ts";
-import type { EchoServerOptions, RejectReason } from "./serve.ts";
+import type { EchoHooks, EchoServerOptions, RejectReason } from "./types.ts";
 
-function checkCount(value: number | undefined, name: string, min: number): void {
-  if (value === undefined) return;
-  if (
-    typeof value !== "number" || !(Number.isInteger(value) || value === Infinity) || value < min
-  ) {
-    throw new RangeError(`${name} must be a whole number of at least ${min}, got ${value}`);
-  }
-}
-
-function checkMs(value: number | undefined, name: string): void {
-  if (value === undefined) return;
-  if (typeof value !== "number" || !(value >= 0) || !Number.isFinite(value)) {
-    throw new RangeError(`${name} must be a duration of 0 ms or more, got ${value}`);
-  }
-}
+/** The options the policies are built from: the server options but the hooks, of any address. */
+export type PolicyOptions = Omit<EchoServerOptions, keyof EchoHooks>;
+import { checkDuration, checkRate, checkWhole } from "./_validate.ts";
 
 /** Session limits and the accept policy of a stream (TCP, TLS, Unix) server. */
 export interface StreamPolicy {
@@ -48,29 +36,61 @@ export interface StreamPolicy {
   shaper?: TcpShaperOptions;
 }
 
+/** Every policy of a server, built once at start-up from its options and passed down. */
+export interface ServerPolicy {
+  /** The stream (TCP, TLS, Unix) side. */
+  stream: StreamPolicy;
+  /** The allow-list, parsed once, for the datagram side too. */
+  acl?: CidrList;
+  /** Whether the file-descriptor limit lowered the default connection cap. */
+  maxConnectionsLowered: boolean;
+}
+
 /**
- * Builds the stream policy, validating the options.
+ * Validates the policy options and builds the policies, once: the CIDR rules are parsed and the
+ * file-descriptor limit is read here and nowhere else. The datagram side is completed by
+ * {@linkcode DatagramPolicy} once a socket is bound (its port is guarded, its host picks the
+ * default rate).
+ *
+ * @example
+ * ```ts
+ * import { buildPolicy } from "./_policy.ts";
+ * const policy = buildPolicy({ allow: ["127.0.0.0/8"], idleTimeout: 1000 });
+ * console.log(policy.stream.idleTimeout, policy.acl?.matches("127.0.0.1")); // 1000 true
+ * ```
  *
  * @param options The server options.
- * @returns The policy.
- * @throws {RangeError} On a limit out of range.
+ * @returns The policies.
+ * @throws {RangeError} On a limit out of range (its `option` property names it).
  * @throws {TypeError} On an invalid CIDR rule.
  */
-export function streamPolicy(options: EchoServerOptions): StreamPolicy {
-  checkCount(options.maxConnections, "maxConnections", 1);
-  checkMs(options.idleTimeout, "idleTimeout");
-  checkCount(options.maxSessionBytes, "maxSessionBytes", 1);
-  checkMs(options.maxSessionTime, "maxSessionTime");
+export function buildPolicy(options: PolicyOptions): ServerPolicy {
+  checkWhole("maxConnections", options.maxConnections, 1, { infinite: true });
+  checkDuration("idleTimeout", options.idleTimeout);
+  checkWhole("maxSessionBytes", options.maxSessionBytes, 1, { infinite: true });
+  checkDuration("maxSessionTime", options.maxSessionTime);
+  checkRate("udpRate", options.udpRate, "datagrams");
   const shaper = { delay: options.impair?.delay, bandwidth: options.impair?.bandwidth };
   validateTcpShaperOptions(shaper);
+  if (options.impair) validateImpairOptions(options.impair);
+  const guard = options.loopGuard;
+  // The blocked ports are checked here, before anything binds; the guard itself needs the port.
+  if (guard !== undefined && guard !== true && guard !== false) new LoopGuard(guard);
+  const acl = options.allow ? new CidrList(options.allow) : undefined;
+  const fitted = options.maxConnections === undefined
+    ? effectiveMaxConnections(DEFAULT_LIMITS.maxConnections)
+    : { value: options.maxConnections, lowered: false };
   return {
-    acl: options.allow ? new CidrList(options.allow) : undefined,
-    maxConnections: options.maxConnections ??
-      effectiveMaxConnections(DEFAULT_LIMITS.maxConnections).value,
-    idleTimeout: options.idleTimeout ?? DEFAULT_LIMITS.idleTimeout,
-    maxSessionBytes: options.maxSessionBytes,
-    maxSessionTime: options.maxSessionTime || undefined,
-    shaper: isShaping(shaper) ? shaper : undefined,
+    stream: {
+      acl,
+      maxConnections: fitted.value,
+      idleTimeout: options.idleTimeout ?? DEFAULT_LIMITS.idleTimeout,
+      maxSessionBytes: options.maxSessionBytes,
+      maxSessionTime: options.maxSessionTime || undefined,
+      shaper: isShaping(shaper) ? shaper : undefined,
+    },
+    acl,
+    maxConnectionsLowered: fitted.lowered,
   };
 }
 
@@ -87,8 +107,13 @@ export class DatagramPolicy {
    *
    * @param options The server options.
    * @param local The bound address (its port is guarded; its host picks the default rate).
+   * @param acl The allow-list already parsed by {@linkcode buildPolicy}; parsed here otherwise.
    */
-  constructor(options: EchoServerOptions, local: Deno.NetAddr) {
+  constructor(
+    options: EchoServerOptions,
+    local: Deno.NetAddr,
+    acl: CidrList | undefined = options.allow ? new CidrList(options.allow) : undefined,
+  ) {
     const guard = options.loopGuard ?? true;
     if (guard !== false) {
       this.#guard = new LoopGuard({
@@ -96,7 +121,7 @@ export class DatagramPolicy {
         localPort: local.port,
       });
     }
-    if (options.allow) this.#acl = new CidrList(options.allow);
+    this.#acl = acl;
     const rate = options.udpRate ?? defaultUdpRate(local.hostname);
     if (rate) this.#rate = new RateLimiter({ rate });
   }
@@ -124,17 +149,44 @@ export class DatagramPolicy {
   }
 }
 
+/** Policies already built for an options object, so each is built once however it is served. */
+const built = new WeakMap<object, ServerPolicy>();
+
 /**
- * Validates the policy options without binding anything, so a CLI can report a bad value as a
- * usage error before it listens.
+ * Records the policies built for an options object; {@linkcode policyOf} then returns them.
+ *
+ * @example
+ * ```ts
+ * import { buildPolicy, policyOf, usePolicy } from "./_policy.ts";
+ * const policy = buildPolicy({ idleTimeout: 10 });
+ * const options = usePolicy({ idleTimeout: 10, port: 0 }, policy);
+ * console.log(policyOf(options) === policy); // true
+ * ```
+ *
+ * @param options The options object the servers will be given.
+ * @param policy Its policies.
+ * @returns `options`.
+ */
+export function usePolicy<T extends object>(options: T, policy: ServerPolicy): T {
+  built.set(options, policy);
+  return options;
+}
+
+/**
+ * The policies of an options object: those recorded with {@linkcode usePolicy}, or new ones
+ * built (and recorded) now.
+ *
+ * @example
+ * ```ts
+ * import { policyOf } from "./_policy.ts";
+ * console.log(policyOf({ maxConnections: 10 }).stream.maxConnections); // 10
+ * ```
  *
  * @param options The server options.
+ * @returns Its policies.
  */
-export function validatePolicy(options: EchoServerOptions): void {
-  if (options.udpRate !== undefined && !(options.udpRate >= 0 && options.udpRate < Infinity)) {
-    throw new RangeError(`udpRate must be 0 or more datagrams per second, got ${options.udpRate}`);
-  }
-  streamPolicy(options);
-  new DatagramPolicy(options, { transport: "udp", hostname: "127.0.0.1", port: 1 });
-  if (options.impair) validateImpairOptions(options.impair);
+export function policyOf(options: PolicyOptions): ServerPolicy {
+  let policy = built.get(options);
+  if (!policy) usePolicy(options, policy = buildPolicy(options));
+  return policy;
 }

@@ -7,11 +7,11 @@
  * @module
  */
 import { callHook, reportError } from "./_hooks.ts";
-import { type StreamPolicy, streamPolicy } from "./_policy.ts";
+import type { StreamPolicy } from "./_policy.ts";
 import { TcpShaper } from "./impair.ts";
-import { readTurns as turns } from "./_turns.ts";
-import type { CloseReason, EchoServer, EchoServerOptions, ListenInfo } from "./serve.ts";
-import { DEFAULT_GRACE_PERIOD } from "./serve.ts";
+import { readTurns as turns } from "./_read_turns.ts";
+import type { CloseReason, EchoServer, EchoServerOptions, ListenInfo } from "./types.ts";
+import { DEFAULT_GRACE_PERIOD } from "./types.ts";
 import type { EchoStats } from "./stats.ts";
 import { createStats } from "./stats.ts";
 
@@ -84,6 +84,7 @@ export interface StreamSharing {
  *
  * @param listener A TCP, TLS or Unix listener, or TCP listeners on one address.
  * @param options Hooks, limits and counters.
+ * @param policy The accept policy and session limits, built once from the options (_policy.ts).
  * @param info Extra facts for the listener's ListenInfo (e.g. `secure` for TLS).
  * @param sharing Counters and ids shared with servers on other threads, if any.
  * @returns The server handle.
@@ -91,10 +92,11 @@ export interface StreamSharing {
 export function serveStreamListener(
   listener: Deno.Listener | readonly Deno.Listener[],
   options: EchoServerOptions,
+  policy: StreamPolicy,
   info: Partial<ListenInfo> = {},
   sharing: StreamSharing = {},
 ): EchoServer {
-  return new StreamServer(listener, options, info, sharing);
+  return new StreamServer(listener, options, policy, info, sharing);
 }
 
 class StreamServer implements EchoServer {
@@ -120,10 +122,11 @@ class StreamServer implements EchoServer {
   constructor(
     listener: Deno.Listener | readonly Deno.Listener[],
     options: EchoServerOptions,
+    policy: StreamPolicy,
     info: Partial<ListenInfo>,
     sharing: StreamSharing,
   ) {
-    this.#policy = streamPolicy(options);
+    this.#policy = policy;
     this.#shared = sharing.sessions;
     this.#nextId = sharing.idStart ?? 1;
     this.#idStep = sharing.idStep ?? 1;
@@ -242,9 +245,9 @@ class StreamServer implements EchoServer {
         // The view last written; request/response traffic repeats one size, so it is reused.
         let view = buffer;
         let smallReads = 0;
-        /** The turn this session's read started in, while it takes turns (see _turns.ts). */
+        /** The turn this session's read started in, while it takes turns (see _read_turns.ts). */
         let turn = -1;
-        /** The window in which this session last counted as active (see _turns.ts). */
+        /** The window in which this session last counted as active (see _read_turns.ts). */
         let activeIn = 0;
         for (;;) {
           // Never read past the byte cap, so exactly maxSessionBytes are echoed.
@@ -285,7 +288,7 @@ class StreamServer implements EchoServer {
           if (turns.crowded) {
             activeIn = turns.note(activeIn);
             if (turns.busy) {
-              // Hundreds of busy sessions: take turns (see _turns.ts), or some would starve.
+              // Hundreds of busy sessions: take turns (see _read_turns.ts), or some would starve.
               const wait = turns.take();
               if (wait) await wait;
               turn = turns.started();

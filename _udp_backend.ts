@@ -1,12 +1,10 @@
 /**
- * The small interface every UDP backend implements, and the choice between them. Everything above a
- * backend (counters, guards, impairment) is written once in udp.ts and works with either.
+ * The small interface every UDP backend implements (_udp_deno.ts, _udp_node.ts). It imports
+ * nothing; the choice between backends is in _udp_bind.ts, above them. Everything above a backend
+ * (counters, guards, impairment) is written once in udp.ts and works with either.
  *
  * @module
  */
-
-/** Which UDP implementation serves a socket. */
-export type UdpBackendKind = "deno" | "node";
 
 /** A received datagram. */
 export interface Datagram {
@@ -18,8 +16,8 @@ export interface Datagram {
 
 /** A bound UDP socket, whichever runtime API serves it. */
 export interface UdpBackend {
-  /** Which implementation this is. */
-  readonly kind: UdpBackendKind;
+  /** Which implementation this is (a `UdpBackendKind`). */
+  readonly kind: "deno" | "node";
   /** The address actually bound. */
   readonly addr: Deno.NetAddr;
   /**
@@ -37,56 +35,5 @@ export interface UdpBackend {
   unref(): void;
 }
 
-/** Where and how to bind a UDP socket. */
-export interface BindUdpOptions {
-  /** Address to bind. */
-  hostname: string;
-  /** Port to bind; 0 picks a free one. */
-  port: number;
-  /** `deno` forces Deno.listenDatagram, `node` forces node:dgram, `auto` picks. */
-  backend?: UdpBackendKind | "auto";
-}
-
 /** Size a receive buffer must have so that no datagram is ever truncated. */
 export const RECEIVE_BUFFER_SIZE = 65_536;
-
-/**
- * Whether `Deno.listenDatagram` is usable (the process runs with unstable net).
- *
- * @returns true when the Deno backend can be used.
- */
-export function denoDatagramAvailable(): boolean {
-  return typeof (Deno as { listenDatagram?: unknown }).listenDatagram === "function";
-}
-
-/**
- * Picks the backend: `auto` means Deno's when unstable net is on, node:dgram otherwise.
- *
- * @param wanted The requested backend.
- * @returns The backend that will serve.
- */
-export function chooseUdpBackend(wanted: UdpBackendKind | "auto" = "auto"): UdpBackendKind {
-  if (wanted === "deno" && !denoDatagramAvailable()) {
-    throw new TypeError(
-      'the "deno" UDP backend needs unstable net: add "unstable": ["net"] to deno.json or run with --unstable-net',
-    );
-  }
-  if (wanted === "auto") return denoDatagramAvailable() ? "deno" : "node";
-  return wanted;
-}
-
-/**
- * Binds a UDP socket with the chosen backend.
- *
- * @param options Address, port and backend.
- * @returns The bound socket.
- */
-export async function bindUdp(options: BindUdpOptions): Promise<UdpBackend> {
-  const kind = chooseUdpBackend(options.backend);
-  if (kind === "deno") {
-    const { bindDenoUdp } = await import("./_udp_deno.ts");
-    return bindDenoUdp(options.hostname, options.port);
-  }
-  const { bindNodeUdp } = await import("./_udp_node.ts");
-  return await bindNodeUdp(options.hostname, options.port);
-}

@@ -20,24 +20,22 @@ import {
   type CliSpec,
   EXIT_FAILURE,
   EXIT_OK,
+  flagTable,
   type FlagValues,
-  formatBytes,
   paletteFor,
+  parseAddress,
   parseDurationFlag,
   parseFlags,
   parseInteger,
-  parsePort,
   parseRate,
   readPemFile,
   renderHelp,
   runCli,
-  showBytes,
   unixPermissionError,
   UsageError,
   VERSION,
 } from "./_cli.ts";
-import { formatDuration } from "./duration.ts";
-import { EchoError, formatAddress } from "./errors.ts";
+import { EchoError } from "./errors.ts";
 import {
   DEFAULT_TCP_TIMEOUT,
   type EchoResult,
@@ -60,102 +58,40 @@ import {
   validateProbeOptions,
 } from "./probe.ts";
 import {
+  echoFailureJson,
+  echoJson,
   formatBenchHeader,
   formatBenchSummary,
+  formatEchoReply,
   formatPingHeader,
   formatPingReply,
   formatPingSummary,
   formatProgress,
+  formatStreamResult,
   probeJson,
   renderHistogram,
   type RunDescription,
-} from "./_report.ts";
+} from "./_client_report.ts";
 
 const PROBE_GROUP = "Ping and bench (measure any echo server)";
 
 /** Flags of the ping and bench modes. */
 const PROBE_FLAGS: CliSpec["flags"] = [
-  {
-    name: "ping",
-    type: "boolean",
-    group: PROBE_GROUP,
-    description: "ping: one probe per --interval, a line per reply, statistics at the end",
-  },
-  {
-    name: "count",
-    short: "n",
-    type: "string",
-    arg: "N",
-    group: PROBE_GROUP,
-    description: "send N requests in total (ping: default until Ctrl-C)",
-  },
-  {
-    name: "interval",
-    short: "i",
-    type: "string",
-    arg: "DURATION",
-    group: PROBE_GROUP,
-    description: "ping: time between probes (default 1s)",
-  },
-  {
-    name: "bench",
-    type: "boolean",
-    group: PROBE_GROUP,
-    description: "bench: load the server; report req/s, MB/s, latency percentiles, errors",
-  },
-  {
-    name: "connections",
-    short: "c",
-    type: "string",
-    arg: "N",
-    group: PROBE_GROUP,
-    description: "bench: TCP connections or UDP sockets (default 1)",
-  },
-  {
-    name: "duration",
-    short: "d",
-    type: "string",
-    arg: "DURATION",
-    group: PROBE_GROUP,
-    description: "how long to measure (bench: default 10s unless --count)",
-  },
-  {
-    name: "size",
-    short: "s",
-    type: "string",
-    arg: "BYTES",
-    group: PROBE_GROUP,
-    description:
+  ...flagTable(PROBE_GROUP, {
+    "ping": "ping: one probe per --interval, a line per reply, statistics at the end",
+    "count -n N": "send N requests in total (ping: default until Ctrl-C)",
+    "interval -i DURATION": "ping: time between probes (default 1s)",
+    "bench": "bench: load the server; report req/s, MB/s, latency percentiles, errors",
+    "connections -c N": "bench: TCP connections or UDP sockets (default 1)",
+    "duration -d DURATION": "how long to measure (bench: default 10s unless --count)",
+    "size -s BYTES":
       `bytes per request (default ${DEFAULT_PROBE_SIZE}, --stream ${DEFAULT_STREAM_SIZE}; UDP >= 24)`,
-  },
-  {
-    name: "pipeline",
-    type: "string",
-    arg: "K",
-    group: PROBE_GROUP,
-    description:
+    "pipeline K":
       `bench: requests in flight per connection (default 1, --stream ${DEFAULT_STREAM_PIPELINE})`,
-  },
-  {
-    name: "rate",
-    type: "string",
-    arg: "R",
-    group: PROBE_GROUP,
-    description: "bench: R requests/s in total on a fixed schedule; latency from intended send",
-  },
-  {
-    name: "warmup",
-    type: "string",
-    arg: "DURATION",
-    group: PROBE_GROUP,
-    description: "bench: run this long first and discard it (default 0)",
-  },
-  {
-    name: "stream",
-    type: "boolean",
-    group: PROBE_GROUP,
-    description: "bench, TCP: keep --pipeline × --size bytes in flight per connection; MB/s",
-  },
+    "rate R": "bench: R requests/s in total on a fixed schedule; latency from intended send",
+    "warmup DURATION": "bench: run this long first and discard it (default 0)",
+    "stream": "bench, TCP: keep --pipeline × --size bytes in flight per connection; MB/s",
+  }),
 ];
 
 /** The --help paragraph on the measuring modes. */
@@ -184,71 +120,27 @@ const SPEC: CliSpec = {
     "deno run --allow-read --allow-write --allow-net client.ts --unix PATH [options] [MESSAGE]",
   ],
   flags: [
-    { name: "udp", short: "u", type: "boolean", description: "use UDP (default TCP)" },
-    {
-      name: "host",
-      aliases: ["hostname"],
-      type: "string",
-      arg: "ADDR",
-      description: "server host name or address (default 127.0.0.1)",
-    },
-    {
-      name: "port",
-      short: "p",
-      type: "string",
-      arg: "PORT",
-      description: "server port (default 5006)",
-    },
-    {
-      name: "timeout",
-      type: "string",
-      arg: "DURATION",
-      description: `TCP: for the exchange (default ${
+    ...flagTable(undefined, {
+      "udp -u": "use UDP (default TCP)",
+      "host|hostname ADDR": "server host name or address (default 127.0.0.1)",
+      "port -p PORT": "server port (default 5006)",
+      "timeout DURATION": `TCP: for the exchange (default ${
         DEFAULT_TCP_TIMEOUT / 1000
       }s); UDP: per attempt (default ${DEFAULT_UDP_TIMEOUT}ms)`,
-    },
-    {
-      name: "retries",
-      type: "string",
-      arg: "N",
-      description: `UDP: extra attempts after a timeout (default ${DEFAULT_UDP_RETRIES})`,
-    },
-    {
-      name: "stdin",
-      type: "boolean",
-      description: "TCP: stream standard input through the server to standard output, verified",
-    },
-    { name: "json", type: "boolean", description: "print the result as one JSON object" },
-    {
-      name: "tls",
-      type: "boolean",
-      group: "Transports (TCP only)",
-      description: "speak TLS, verifying the server's certificate",
-    },
-    {
-      name: "ca",
-      type: "string",
-      multiple: true,
-      arg: "FILE",
-      group: "Transports (TCP only)",
-      description: "with --tls: also trust the PEM certificates in FILE (repeatable)",
-    },
-    {
-      name: "servername",
-      type: "string",
-      arg: "NAME",
-      group: "Transports (TCP only)",
-      description: "with --tls: the name the certificate must hold, when --host is not in it",
-    },
-    {
-      name: "unix",
-      type: "string",
-      arg: "PATH",
-      group: "Transports (TCP only)",
-      description: "connect to the Unix domain socket at PATH instead of --host and --port",
-    },
-    { name: "help", short: "h", type: "boolean", description: "show this help" },
-    { name: "version", short: "V", type: "boolean", description: "show the version" },
+      "retries N": `UDP: extra attempts after a timeout (default ${DEFAULT_UDP_RETRIES})`,
+      "stdin": "TCP: stream standard input through the server to standard output, verified",
+      "json": "print the result as one JSON object",
+    }),
+    ...flagTable("Transports (TCP only)", {
+      "tls": "speak TLS, verifying the server's certificate",
+      "ca FILE ...": "with --tls: also trust the PEM certificates in FILE (repeatable)",
+      "servername NAME": "with --tls: the name the certificate must hold, when --host is not in it",
+      "unix PATH": "connect to the Unix domain socket at PATH instead of --host and --port",
+    }),
+    ...flagTable(undefined, {
+      "help -h": "show this help",
+      "version -V": "show the version",
+    }),
     ...PROBE_FLAGS,
   ],
   examples: [
@@ -288,9 +180,6 @@ const SPEC: CliSpec = {
   ],
 };
 
-/** The schema version of `--json` output. */
-const JSON_SCHEMA = 1;
-
 async function main(): Promise<number> {
   const { values, positionals } = parseFlags(SPEC, Deno.args);
   if (values.help) {
@@ -303,9 +192,7 @@ async function main(): Promise<number> {
   }
   const udp = Boolean(values.udp);
   const json = Boolean(values.json);
-  const hostname = ((values.host as string | undefined) ?? "127.0.0.1").replace(/^\[(.*)\]$/, "$1");
-  if (hostname === "") throw new UsageError("--host must not be empty");
-  const port = values.port === undefined ? 5006 : parsePort(values.port as string);
+  const { hostname, port } = parseAddress(values);
   if (port === 0) throw new UsageError("--port must be from 1 to 65535 for a client");
   const timeout = values.timeout === undefined
     ? undefined
@@ -342,20 +229,7 @@ async function main(): Promise<number> {
       timeout,
       output: Deno.stdout.writable,
     }).catch((error) => Promise.reject(explain(error)));
-    const rate = result.bytes / Math.max(result.elapsed / 1000, 1e-9);
-    const line = json
-      ? JSON.stringify({
-        schema: JSON_SCHEMA,
-        ok: true,
-        transport,
-        address: formatAddress(result.address),
-        bytes: result.bytes,
-        elapsed_ms: result.elapsed,
-      })
-      : `echoed ${formatBytes(result.bytes)} identical in ${formatDuration(result.elapsed)} (${
-        formatBytes(rate)
-      }/s) via ${transport} ${formatAddress(result.address)}`;
-    console.error(line);
+    console.error(formatStreamResult(result, transport, json));
     return EXIT_OK;
   }
 
@@ -372,37 +246,15 @@ async function main(): Promise<number> {
       : await echoTcp(data, { ...target, timeout }).catch((error) =>
         Promise.reject(explain(error))
       );
-    const where = `${transport} ${formatAddress(result.address)}`;
-    if (json) {
-      console.log(JSON.stringify({
-        schema: JSON_SCHEMA,
-        ok: true,
-        transport,
-        address: formatAddress(result.address),
-        bytes: result.reply.length,
-        reply: message,
-        rtt_ms: result.rtt,
-        ...(udp ? { attempts: result.attempts } : {}),
-      }));
-    } else {
-      const colors = paletteFor(Deno.stdout);
-      const attempts = (result.attempts ?? 1) > 1 ? ` after ${result.attempts} attempts` : "";
-      console.log(
-        `reply from ${where}: ${showBytes(result.reply)} (${result.reply.length} bytes) time=${
-          colors.green(formatDuration(result.rtt))
-        }${attempts}`,
-      );
-    }
+    console.log(
+      json
+        ? JSON.stringify(echoJson(result, { transport, message, udp }))
+        : formatEchoReply(result, transport, paletteFor(Deno.stdout)),
+    );
     return EXIT_OK;
   } catch (error) {
     if (json && error instanceof EchoError) {
-      console.log(JSON.stringify({
-        schema: JSON_SCHEMA,
-        ok: false,
-        transport,
-        error: error.name,
-        message: error.message,
-      }));
+      console.log(JSON.stringify(echoFailureJson(error, transport)));
     }
     throw error;
   }

@@ -14,6 +14,8 @@
  */
 
 import { Random, randomSeed } from "./_random.ts";
+import type { ImpairOptions, TcpShaperOptions } from "./types.ts";
+export type { ImpairOptions, TcpShaperOptions } from "./types.ts";
 
 /** How many replies held back for reordering that a held reply waits for before it goes out. */
 const REORDER_OVERTAKES = 3;
@@ -35,42 +37,6 @@ const MAX_SEED = 0xffff_ffff;
  * ```
  */
 export const DEFAULT_MAX_HELD = 4096;
-
-/**
- * What to do to replies. Every field is optional; an absent or zero field is off.
- *
- * @example Lose a fifth, delay by 50 ms ± 10 ms, reproducibly
- * ```ts
- * import type { ImpairOptions } from "./impair.ts";
- *
- * const options: ImpairOptions = { loss: 0.2, delay: 50, jitter: 10, seed: 1 };
- * console.log(options);
- * ```
- */
-export interface ImpairOptions {
-  /** Probability in [0, 1] that a reply is dropped. */
-  loss?: number;
-  /** Probability in [0, 1] that a (kept) reply is sent twice, back to back. */
-  duplicate?: number;
-  /**
-   * Probability in [0, 1] that a (kept) reply is held back until 3 later replies to the same
-   * source have gone out, or 100 ms past its own send time, whichever comes first: it is
-   * overtaken but never lost (unless `close()` discards it).
-   */
-  reorder?: number;
-  /** Delay added to every reply, in milliseconds (0 to 86,400,000). */
-  delay?: number;
-  /**
-   * Uniform spread around `delay`, in milliseconds: each reply is delayed by a value drawn from
-   * [delay − jitter, delay + jitter), clamped at 0. Jitter alone never reorders replies to one
-   * source; only `reorder` does.
-   */
-  jitter?: number;
-  /** Seed in [0, 2^32) for the stage's own generator; drawn from `crypto` when absent. */
-  seed?: number;
-  /** Cap on replies held at once for reordering or delay (default {@linkcode DEFAULT_MAX_HELD}). */
-  maxHeld?: number;
-}
 
 /**
  * The function a {@linkcode UdpImpairment} calls to put a reply on the wire. `key` is the string
@@ -688,29 +654,6 @@ export class UdpImpairment<A> {
       }
     }
   }
-}
-
-/**
- * Options for {@linkcode TcpShaper}. Absent fields are off.
- *
- * @example
- * ```ts
- * import type { TcpShaperOptions } from "./impair.ts";
- *
- * const options: TcpShaperOptions = { delay: 20, bandwidth: 125_000 }; // 1 Mbit/s
- * console.log(options);
- * ```
- */
-export interface TcpShaperOptions {
-  /** Delay added to every chunk, in milliseconds (0 to 86,400,000). */
-  delay?: number;
-  /** Pacing rate in bytes per second (> 0); absent means unlimited. */
-  bandwidth?: number;
-  /**
-   * Token-bucket depth in bytes (>= 1): how much may go out back to back after an idle spell.
-   * Default: 10 ms worth of `bandwidth`, at most 16 KiB, at least 1 byte.
-   */
-  burst?: number;
 }
 
 /**

@@ -38,6 +38,8 @@
  */
 
 import { classifyAddress } from "./cidr.ts";
+import type { LoopGuardOptions } from "./types.ts";
+export type { LoopGuardOptions } from "./types.ts";
 
 /**
  * Source ports refused by default. A port is listed when the service usually found there
@@ -128,22 +130,6 @@ export type LoopGuardVerdict =
   | "broadcast"
   | "multicast"
   | "unspecified";
-
-/** Options for {@linkcode LoopGuard}. */
-export interface LoopGuardOptions {
-  /**
-   * Source ports to refuse, replacing {@linkcode DEFAULT_BLOCKED_PORTS} (spread the defaults
-   * into the list to extend them). Each must be an integer 0-65535; an empty list refuses
-   * none (port 0 is still refused).
-   */
-  blockedPorts?: Iterable<number>;
-  /**
-   * The port this server receives on. Datagrams from that same source port are refused as
-   * `"blocked-port"`: two instances of this server on one port would otherwise echo each
-   * other forever (FreeBSD's `check_loop()` likewise refuses its own built-in ports).
-   */
-  localPort?: number;
-}
 
 function checkPort(port: number, what: string): number {
   if (typeof port !== "number" || !Number.isInteger(port) || port < 0 || port > 65535) {

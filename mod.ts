@@ -38,6 +38,7 @@ export * from "./probe.ts";
 export * from "./sequence.ts";
 export * from "./serve.ts";
 export * from "./stats.ts";
+export * from "./types.ts";
 export * from "./tcp.ts";
 export * from "./udp.ts";
 export * from "./unix.ts";

@@ -53,10 +53,12 @@ import {
 } from "./sequence.ts";
 import { Buffer } from "node:buffer";
 import { clearImmediate, setImmediate } from "node:timers";
-import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./serve.ts";
+import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./types.ts";
 import { MAX_UDP_PAYLOAD, resolveHost } from "./udp.ts";
-import type { UdpBackend, UdpBackendKind } from "./_udp_backend.ts";
-import { bindUdp, RECEIVE_BUFFER_SIZE } from "./_udp_backend.ts";
+import type { UdpBackend } from "./_udp_backend.ts";
+import { RECEIVE_BUFFER_SIZE } from "./_udp_backend.ts";
+import { bindUdp } from "./_udp_bind.ts";
+import type { UdpBackendKind } from "./types.ts";
 
 /** Default probe size in bytes (a ping packet's size). */
 export const DEFAULT_PROBE_SIZE = 64;

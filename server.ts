@@ -15,37 +15,29 @@ import {
   type CliSpec,
   EXIT_FAILURE,
   EXIT_OK,
+  flagTable,
   type FlagValues,
   paletteFor,
+  parseAddress,
   parseDurationFlag,
   parseFlags,
   parseInteger,
-  parsePort,
   parseRate,
   readPemFile,
   renderHelp,
   runCli,
-  showBytes,
   unixPermissionError,
   UsageError,
   VERSION,
 } from "./_cli.ts";
-import { formatAddress } from "./errors.ts";
 import { isLoopback } from "./cidr.ts";
-import { DEFAULT_LIMITS, effectiveMaxConnections } from "./limits.ts";
-import { validatePolicy } from "./_policy.ts";
-import {
-  describeListener,
-  type EchoImpairOptions,
-  type EchoServer,
-  type ListenInfo,
-  type RejectInfo,
-  serveEcho,
-  type ServeEchoOptions,
-} from "./serve.ts";
-import { serveTcpEcho, type TlsServerOptions } from "./tcp.ts";
-import { serveUnixEcho, type UnixEchoOptions, type UnixEchoServer } from "./unix.ts";
-import { createStats, type EchoStats } from "./stats.ts";
+import { serveEcho, validateServeOptions } from "./serve.ts";
+import type { EchoAddr, EchoImpairOptions, ServeEchoOptions, TlsServerOptions } from "./types.ts";
+import { createStats } from "./stats.ts";
+import { ServerReport } from "./_server_report.ts";
+
+const TRANSPORTS = "Transports (TCP only: no UDP with these)";
+const IMPAIR = "Impairment (UDP; on TCP only --delay and --bandwidth: the kernel retransmits)";
 
 const SPEC: CliSpec = {
   name: "server.ts",
@@ -56,166 +48,53 @@ const SPEC: CliSpec = {
     "deno run --allow-read --allow-write --allow-net server.ts --unix PATH [options]",
   ],
   flags: [
-    {
-      name: "host",
-      aliases: ["hostname"],
-      type: "string",
-      arg: "ADDR",
-      description: "address to bind (default 127.0.0.1; 0.0.0.0, :: or ::1 work too)",
-    },
-    {
-      name: "port",
-      short: "p",
-      type: "string",
-      arg: "PORT",
-      description: "port to bind (default 5006; 0 picks a free one, shared by TCP and UDP)",
-    },
-    { name: "tcp", type: "boolean", description: "serve TCP only" },
-    { name: "udp", type: "boolean", description: "serve UDP only" },
-    {
-      name: "once",
-      type: "boolean",
-      description: "serve one exchange (one TCP session or one datagram), then exit",
-    },
-    {
-      name: "verbose",
-      short: "v",
-      type: "boolean",
-      description: "show each received message (text, or a hex dump)",
-    },
-    { name: "quiet", short: "q", type: "boolean", description: "no per-event lines" },
-    { name: "json", type: "boolean", description: "one JSON object per event line" },
-    { name: "help", short: "h", type: "boolean", description: "show this help" },
-    { name: "version", short: "V", type: "boolean", description: "show the version" },
-    {
-      name: "tls-cert",
-      type: "string",
-      arg: "FILE",
-      group: "Transports (TCP only: no UDP with these)",
-      description:
+    ...flagTable(undefined, {
+      "host|hostname ADDR": "address to bind (default 127.0.0.1; 0.0.0.0, :: or ::1 work too)",
+      "port -p PORT": "port to bind (default 5006; 0 picks a free one, shared by TCP and UDP)",
+      "tcp": "serve TCP only",
+      "udp": "serve UDP only",
+      "once": "serve one exchange (one TCP session or one datagram), then exit",
+      "verbose -v": "show each received message (text, or a hex dump)",
+      "quiet -q": "no per-event lines",
+      "json": "one JSON object per event line",
+      "help -h": "show this help",
+      "version -V": "show the version",
+    }),
+    ...flagTable(TRANSPORTS, {
+      "tls-cert FILE":
         "serve TLS instead of plain TCP with this PEM certificate chain (needs --tls-key)",
-    },
-    {
-      name: "tls-key",
-      type: "string",
-      arg: "FILE",
-      group: "Transports (TCP only: no UDP with these)",
-      description: "the certificate's PEM private key (unencrypted)",
-    },
-    {
-      name: "unix",
-      type: "string",
-      arg: "PATH",
-      group: "Transports (TCP only: no UDP with these)",
-      description: "serve on a Unix domain socket at PATH instead (stale socket replaced)",
-    },
-    {
-      name: "workers",
-      type: "string",
-      arg: "N|auto",
-      group: "Performance",
-      description:
+      "tls-key FILE": "the certificate's PEM private key (unencrypted)",
+      "unix PATH": "serve on a Unix domain socket at PATH instead (stale socket replaced)",
+    }),
+    ...flagTable("Performance", {
+      "workers N|auto":
         "threads accepting TCP (N-1 Web Workers sharing the port; Linux, unstable net); auto = one per core",
-    },
-    {
-      name: "max-connections",
-      type: "string",
-      arg: "N",
-      group: "Limits",
-      description: "TCP sessions open at once; more are closed at once (default 4096, fd-limited)",
-    },
-    {
-      name: "idle-timeout",
-      type: "string",
-      arg: "DURATION",
-      group: "Limits",
-      description: "close a TCP session silent for this long (default 5m; 0 = off)",
-    },
-    {
-      name: "max-session-bytes",
-      type: "string",
-      arg: "N",
-      group: "Limits",
-      description: "close a TCP session after echoing N bytes (default: no cap)",
-    },
-    {
-      name: "max-session-time",
-      type: "string",
-      arg: "DURATION",
-      group: "Limits",
-      description: "close a TCP session after this long (default: no cap)",
-    },
-    {
-      name: "udp-rate",
-      type: "string",
-      arg: "N",
-      group: "Limits",
-      description:
+    }),
+    ...flagTable("Limits", {
+      "max-connections N":
+        "TCP sessions open at once; more are closed at once (default 4096, fd-limited)",
+      "idle-timeout DURATION": "close a TCP session silent for this long (default 5m; 0 = off)",
+      "max-session-bytes N": "close a TCP session after echoing N bytes (default: no cap)",
+      "max-session-time DURATION": "close a TCP session after this long (default: no cap)",
+      "udp-rate N":
         "datagrams/s answered per source (default 1000 off loopback, off on it; 0 = off)",
-    },
-    {
-      name: "allow",
-      type: "string",
-      multiple: true,
-      arg: "CIDR",
-      group: "Access",
-      description: "serve only these sources (repeatable; IPv4 and IPv6), e.g. --allow 10.0.0.0/8",
-    },
-    {
-      name: "no-loop-guard",
-      type: "boolean",
-      group: "Access",
-      description: "answer UDP from port 0, echo/chargen/... ports, broadcast and multicast too",
-    },
-    {
-      name: "loss",
-      type: "string",
-      arg: "P",
-      group: "Impairment (UDP; on TCP only --delay and --bandwidth: the kernel retransmits)",
-      description: "drop each UDP reply with probability P (0..1)",
-    },
-    {
-      name: "duplicate",
-      type: "string",
-      arg: "P",
-      group: "Impairment (UDP; on TCP only --delay and --bandwidth: the kernel retransmits)",
-      description: "send a UDP reply twice with probability P",
-    },
-    {
-      name: "reorder",
-      type: "string",
-      arg: "P",
-      group: "Impairment (UDP; on TCP only --delay and --bandwidth: the kernel retransmits)",
-      description: "hold a UDP reply until 3 later ones went out (or 100ms) with probability P",
-    },
-    {
-      name: "delay",
-      type: "string",
-      arg: "DURATION",
-      group: "Impairment (UDP; on TCP only --delay and --bandwidth: the kernel retransmits)",
-      description: "delay each reply (UDP datagram or TCP chunk) by DURATION",
-    },
-    {
-      name: "jitter",
-      type: "string",
-      arg: "DURATION",
-      group: "Impairment (UDP; on TCP only --delay and --bandwidth: the kernel retransmits)",
-      description: "vary each UDP delay by ± DURATION (does not reorder by itself)",
-    },
-    {
-      name: "bandwidth",
-      type: "string",
-      arg: "BYTES/S",
-      group: "Impairment (UDP; on TCP only --delay and --bandwidth: the kernel retransmits)",
-      description: "TCP: echo at most this many bytes per second (k, M, G suffixes: 1M = 10^6)",
-    },
-    {
-      name: "seed",
-      type: "string",
-      arg: "N",
-      group: "Impairment (UDP; on TCP only --delay and --bandwidth: the kernel retransmits)",
-      description: "seed of the impairment generator (0..4294967295), for reproducible runs",
-    },
+    }),
+    ...flagTable("Access", {
+      "allow CIDR ...":
+        "serve only these sources (repeatable; IPv4 and IPv6), e.g. --allow 10.0.0.0/8",
+      "no-loop-guard":
+        "answer UDP from port 0, echo/chargen/... ports, broadcast and multicast too",
+    }),
+    ...flagTable(IMPAIR, {
+      "loss P": "drop each UDP reply with probability P (0..1)",
+      "duplicate P": "send a UDP reply twice with probability P",
+      "reorder P": "hold a UDP reply until 3 later ones went out (or 100ms) with probability P",
+      "delay DURATION": "delay each reply (UDP datagram or TCP chunk) by DURATION",
+      "jitter DURATION": "vary each UDP delay by ± DURATION (does not reorder by itself)",
+      "bandwidth BYTES/S":
+        "TCP: echo at most this many bytes per second (k, M, G suffixes: 1M = 10^6)",
+      "seed N": "seed of the impairment generator (0..4294967295), for reproducible runs",
+    }),
   ],
   examples: [
     ["deno run --allow-net server.ts", "TCP and UDP echo on 127.0.0.1:5006 until Ctrl-C"],
@@ -254,14 +133,11 @@ const SPEC: CliSpec = {
   ],
 };
 
-/** The schema version of `--json` event lines. */
-const JSON_SCHEMA = 1;
-
-function options(values: FlagValues): ServeEchoOptions {
+/** The flags -> the options of serveEcho (hooks, counters and signal are added by main). */
+function options(values: FlagValues): ServeEchoOptions<EchoAddr> {
   if (values.quiet && values.verbose) throw new UsageError("--quiet and --verbose conflict");
   if (values.quiet && values.json) throw new UsageError("--quiet and --json conflict");
-  const hostname = (values.host as string | undefined) ?? "127.0.0.1";
-  if (hostname === "") throw new UsageError("--host must not be empty");
+  const { hostname, port } = parseAddress(values);
   const text = (name: string) => values[name] as string | undefined;
   const duration = (name: string) => {
     const value = text(name);
@@ -294,9 +170,9 @@ function options(values: FlagValues): ServeEchoOptions {
   if (impair.seed !== undefined && impair.seed > 0xffff_ffff) {
     throw new UsageError(`--seed must be from 0 to 4294967295, got "${text("seed")}"`);
   }
-  const result: ServeEchoOptions = {
-    hostname: hostname.replace(/^\[(.*)\]$/, "$1"),
-    port: values.port === undefined ? 5006 : parsePort(values.port as string),
+  return {
+    hostname,
+    port,
     transport: values.tcp && !values.udp ? "tcp" : values.udp && !values.tcp ? "udp" : "both",
     once: Boolean(values.once),
     maxConnections: count("max-connections", 1),
@@ -309,12 +185,6 @@ function options(values: FlagValues): ServeEchoOptions {
     impair: Object.values(impair).some((v) => v !== undefined) ? impair : undefined,
     workers: text("workers") === undefined ? undefined : parseWorkers(text("workers")!),
   };
-  try {
-    validatePolicy(result);
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-  return result;
 }
 
 /** `--workers N` or `auto` (one thread per core). */
@@ -324,39 +194,14 @@ function parseWorkers(text: string): number {
 }
 
 /**
- * Checks `--workers` above 1 against the other flags and the runtime (port sharing needs Linux
- * and unstable net) before anything listens; the workers' module is loaded only then.
+ * The transport flags -> `transport`, `path` and `tls` (the files read). Conflicting flags are
+ * usage errors; a file that is missing, unreadable or not PEM is a usage error; a missing
+ * --allow-read is left to Deno's NotCapable, which names the flag.
  */
-async function checkWorkers(options: ServeEchoOptions, choice: TransportChoice): Promise<void> {
-  if (options.workers === undefined || options.workers === 1) return;
-  if (choice.tls) {
-    throw new UsageError("--workers and --tls-cert conflict: workers serve plain TCP");
-  }
-  if (choice.unix !== undefined) {
-    throw new UsageError("--workers and --unix conflict: workers serve plain TCP");
-  }
-  const { validateWorkers } = await import("./_workers.ts");
-  try {
-    validateWorkers(options.workers, options);
-  } catch (error) {
-    throw new UsageError(`--workers ${options.workers}: ${(error as Error).message}`);
-  }
-}
-
-/** What the transport flags ask for: TLS (with the files read) or a Unix socket, or neither. */
-interface TransportChoice {
-  /** Certificate and key, read from --tls-cert and --tls-key. */
-  tls?: TlsServerOptions;
-  /** The socket path of --unix. */
-  unix?: string;
-}
-
-/**
- * Checks the transport flags against each other and reads the TLS files. A file that is missing,
- * unreadable or not PEM is a usage error; a missing --allow-read is left to Deno's NotCapable,
- * which names the flag.
- */
-async function transportChoice(values: FlagValues): Promise<TransportChoice> {
+async function transportOptions(
+  values: FlagValues,
+  options: ServeEchoOptions<EchoAddr>,
+): Promise<void> {
   const certFile = values["tls-cert"] as string | undefined;
   const keyFile = values["tls-key"] as string | undefined;
   const unix = values.unix as string | undefined;
@@ -371,6 +216,11 @@ async function transportChoice(values: FlagValues): Promise<TransportChoice> {
   if (tls && unix !== undefined) {
     throw new UsageError("--tls-cert and --unix conflict: TLS is served over TCP only");
   }
+  const workers = options.workers !== undefined && options.workers !== 1;
+  if (workers && (tls || unix !== undefined)) {
+    const flag = tls ? "--tls-cert" : "--unix";
+    throw new UsageError(`--workers and ${flag} conflict: workers serve plain TCP`);
+  }
   if (unix !== undefined) {
     if (unix === "") throw new UsageError("--unix must not be empty");
     for (const flag of ["host", "port", "allow"]) {
@@ -378,57 +228,43 @@ async function transportChoice(values: FlagValues): Promise<TransportChoice> {
         throw new UsageError(`--unix and --${flag} conflict: a Unix socket has no network address`);
       }
     }
-    return { unix };
+    options.transport = "unix";
+    options.path = unix;
+  } else if (tls) {
+    const cert = await readPemFile(certFile!, "--tls-cert", "certificate");
+    const key = await readPemFile(keyFile!, "--tls-key", "key");
+    options.tls = { cert, key } satisfies TlsServerOptions;
+    options.transport = "tcp";
   }
-  if (!tls) return {};
-  return {
-    tls: {
-      cert: await readPemFile(certFile!, "--tls-cert", "certificate"),
-      key: await readPemFile(keyFile!, "--tls-key", "key"),
-    },
+}
+
+/** The library's options check, its errors as usage errors (naming the flag where they can). */
+function validate(options: ServeEchoOptions<EchoAddr>): ReturnType<typeof validateServeOptions> {
+  try {
+    return validateServeOptions(options);
+  } catch (error) {
+    if (!(error instanceof RangeError || error instanceof TypeError)) throw error;
+    // The library's errors name their option; only --workers is named in the message.
+    const option = (error as { option?: string }).option;
+    const flag = option === "workers" ? `--workers ${options.workers}: ` : "";
+    throw new UsageError(`${flag}${error.message}`);
+  }
+}
+
+/** Ctrl-C and SIGTERM shut down gracefully; a second one exits at once. */
+function onShutdownSignals(controller: AbortController): void {
+  let signals = 0;
+  const onSignal = () => {
+    if (++signals > 1) Deno.exit(EXIT_FAILURE);
+    controller.abort();
   };
-}
-
-/**
- * Starts what the flags ask for: a Unix socket, TLS on TCP, or TCP and/or UDP. The event hooks are
- * the same for all three; they print clients with peer(), which also takes Unix addresses.
- */
-async function start(
-  options: ServeEchoOptions,
-  choice: TransportChoice,
-): Promise<EchoServer | UnixEchoServer> {
-  if (choice.unix !== undefined) {
-    const { hostname: _hostname, port: _port, transport: _transport, ...rest } = options;
-    // The hooks receive Unix addresses here, which peer() and describeListener() print.
-    const unixOptions = { ...rest, path: choice.unix } as unknown as UnixEchoOptions;
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
     try {
-      return await serveUnixEcho(unixOptions);
-    } catch (error) {
-      throw unixPermissionError(error, choice.unix);
+      Deno.addSignalListener(signal, onSignal);
+    } catch {
+      // SIGTERM cannot be listened for on Windows
     }
   }
-  if (choice.tls) {
-    try {
-      return serveTcpEcho({ ...options, tls: choice.tls });
-    } catch (error) {
-      if (error instanceof TypeError) {
-        throw new UsageError(`--tls-cert/--tls-key: ${error.message}`);
-      }
-      throw error;
-    }
-  }
-  return await serveEcho(options);
-}
-
-/** A client's address for messages: `host:port`, or for a Unix socket client its path if named. */
-function peer(addr: Deno.Addr): string {
-  if (addr.transport === "tcp" || addr.transport === "udp") return formatAddress(addr);
-  return "path" in addr && addr.path ? addr.path : `${addr.transport} client`;
-}
-
-/** A listener for the ready line: `tcp 127.0.0.1:5006`, `tls [::1]:5006`, `unix /tmp/echo.sock`. */
-function describeReady(info: ListenInfo): string {
-  return info.secure ? `tls ${formatAddress(info)}` : describeListener(info);
 }
 
 async function main(): Promise<number> {
@@ -443,215 +279,64 @@ async function main(): Promise<number> {
   }
   if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const serveOptions = options(values);
-  const choice = await transportChoice(values);
-  await checkWorkers(serveOptions, choice);
-  if (choice.tls) serveOptions.transport = "tcp";
-  const json = Boolean(values.json);
-  const quiet = Boolean(values.quiet);
-  const verbose = Boolean(values.verbose);
-  const colors = paletteFor(Deno.stdout);
-  const emit = (event: string, fields: Record<string, unknown>, text: string) => {
-    if (json) {
-      console.log(JSON.stringify({ schema: JSON_SCHEMA, event, time: new Date(), ...fields }));
-    } else console.log(text);
-  };
+  await transportOptions(values, serveOptions);
+  const report = new ServerReport({
+    json: Boolean(values.json),
+    quiet: Boolean(values.quiet),
+    verbose: Boolean(values.verbose),
+    colors: paletteFor(Deno.stdout),
+    errColors: paletteFor(Deno.stderr),
+  }, { out: (line) => console.log(line), err: (line) => console.error(line) });
   const controller = new AbortController();
-  let signals = 0;
-  const onSignal = () => {
-    if (++signals > 1) Deno.exit(EXIT_FAILURE);
-    controller.abort();
-  };
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    try {
-      Deno.addSignalListener(signal, onSignal);
-    } catch {
-      // SIGTERM cannot be listened for on Windows
-    }
-  }
-  const warn = (text: string) =>
-    console.error(`server.ts: ${paletteFor(Deno.stderr).yellow("notice")}: ${text}`);
-  if (serveOptions.maxConnections === undefined && serveOptions.transport !== "udp") {
-    const { value, lowered } = effectiveMaxConnections(DEFAULT_LIMITS.maxConnections);
-    if (lowered) {
-      warn(`--max-connections lowered to ${value} to fit the open-file limit`);
-      serveOptions.maxConnections = value;
-    }
-  }
-  if (choice.unix === undefined && !isLoopback(serveOptions.hostname!)) {
-    warn(
-      `the echo service on ${serveOptions.hostname} is reachable from the network` +
-        (serveOptions.allow ? "" : " (restrict it with --allow CIDR)"),
-    );
-  }
   // The counters exist before anything is bound, so SIGUSR2 is handled from the first ready line
   // on: its default action would kill a server signalled just after printing it.
   const stats = createStats();
-  const onStatsSignal = () => emit("stats", { stats }, `stats: ${summary(stats)}`);
+  const full: ServeEchoOptions<EchoAddr> = {
+    ...serveOptions,
+    stats,
+    signal: controller.signal,
+    ...report.hooks,
+  };
+  const check = validate(full);
+  onShutdownSignals(controller);
+  const { transport, hostname, path } = full;
+  if (serveOptions.maxConnections === undefined && transport !== "udp") {
+    if (check.maxConnectionsLowered) {
+      report.notice(
+        `--max-connections lowered to ${check.maxConnections} to fit the open-file limit`,
+      );
+    }
+  }
+  if (transport !== "unix" && !isLoopback(hostname!)) {
+    report.notice(
+      `the echo service on ${hostname} is reachable from the network` +
+        (full.allow ? "" : " (restrict it with --allow CIDR)"),
+    );
+  }
+  const onStatsSignal = () => report.stats(stats);
   try {
     Deno.addSignalListener("SIGUSR2", onStatsSignal);
   } catch {
     // no SIGUSR2 on Windows
   }
-  const rejects = quiet ? undefined : new RejectLines(
-    ({ transport, remoteAddr, reason, detail }) =>
-      emit(
-        "reject",
-        { transport, remote: peer(remoteAddr), reason, ...(detail ? { detail } : {}) },
-        `refused ${transport} ${peer(remoteAddr)}: ${reason}${detail ? ` (${detail})` : ""}`,
-      ),
-    (transport, reason, count) =>
-      emit(
-        "suppressed",
-        { transport, reason, count },
-        `refused ${count} more ${transport} ${
-          transport === "udp" ? "datagrams" : "connections"
-        }: ${reason} (not shown one by one; the counters have them)`,
-      ),
-  );
-  const server = await start({
-    ...serveOptions,
-    stats,
-    signal: controller.signal,
-    onListen(info) {
-      emit(
-        "listening",
-        { ...info },
-        `listening ${describeReady(info)}${
-          info.impairment ? ` (impaired: ${info.impairment})` : ""
-        }`,
-      );
-      if (info.backend === "node") {
-        console.error(
-          "note: UDP runs on node:dgram; run with --unstable-net to use Deno.listenDatagram",
-        );
-      }
-    },
-    onConnection: quiet ? undefined : ({ id, remoteAddr }) =>
-      emit(
-        "connection",
-        { id, remote: peer(remoteAddr) },
-        `connection #${id} from ${colors.cyan(peer(remoteAddr))}`,
-      ),
-    onData: verbose
-      ? ({ id, remoteAddr, data }) =>
-        emit(
-          "data",
-          { id, remote: peer(remoteAddr), size: data.length, ...payload(data) },
-          `received from ${peer(remoteAddr)} (#${id}): ${showBytes(data)}`,
-        )
-      : undefined,
-    onClose: quiet ? undefined : ({ id, remoteAddr, bytes, duration, reason }) =>
-      emit(
-        "close",
-        { id, remote: peer(remoteAddr), bytes, duration_ms: duration, reason },
-        `closed #${id} ${peer(remoteAddr)}: ${bytes} bytes echoed in ${
-          duration.toFixed(1)
-        }ms (${reason})`,
-      ),
-    onDatagram: quiet ? undefined : ({ remoteAddr, data }) =>
-      emit(
-        "datagram",
-        { remote: formatAddress(remoteAddr), size: data.length, ...(verbose ? payload(data) : {}) },
-        verbose
-          ? `received from ${formatAddress(remoteAddr)} (udp): ${showBytes(data)}`
-          : `datagram from ${colors.cyan(formatAddress(remoteAddr))}: ${data.length} bytes`,
-      ),
-    onReject: rejects && ((info) => rejects.add(info)),
-    onError(error) {
-      if (json) emit("error", { message: error.message }, "");
-      console.error(`server.ts: ${paletteFor(Deno.stderr).yellow("warning")}: ${error.message}`);
-    },
-  }, choice);
+  let server;
+  try {
+    server = await serveEcho<EchoAddr>(full);
+  } catch (error) {
+    if (path !== undefined) throw unixPermissionError(error, path);
+    if (full.tls && error instanceof TypeError) {
+      throw new UsageError(`--tls-cert/--tls-key: ${error.message}`);
+    }
+    throw error;
+  }
   await server.finished;
-  rejects?.flush();
   try {
     Deno.removeSignalListener("SIGUSR2", onStatsSignal);
   } catch {
     // never added
   }
-  if (!quiet) emit("stopped", { stats: server.stats }, `stopped: ${summary(server.stats)}`);
+  report.stopped(server.stats);
   return EXIT_OK;
-}
-
-/** Refusal lines shown per second for each transport and reason; the rest are summed up. */
-const REJECT_LINES_PER_SECOND = 10;
-
-/**
- * Keeps a flood of refusals (a UDP source over its rate, connections over the cap) from costing a
- * line each. Printing was most of the cost of a refused datagram: a server printing each one got
- * through a quarter of the datagrams a quiet one dropped, which undoes the rate limit's point.
- */
-class RejectLines {
-  #windows = new Map<string, RejectWindow>();
-  #show: (info: RejectInfo) => void;
-  #summarize: (transport: string, reason: string, count: number) => void;
-
-  constructor(
-    show: (info: RejectInfo) => void,
-    summarize: (transport: string, reason: string, count: number) => void,
-  ) {
-    this.#show = show;
-    this.#summarize = summarize;
-  }
-
-  add(info: RejectInfo): void {
-    const key = `${info.transport} ${info.reason}`;
-    const now = performance.now();
-    let window = this.#windows.get(key);
-    if (!window || now - window.start >= 1000) {
-      if (window) this.#close(window);
-      window = { transport: info.transport, reason: info.reason, start: now, shown: 0, hidden: 0 };
-      this.#windows.set(key, window);
-    }
-    if (window.shown < REJECT_LINES_PER_SECOND) {
-      window.shown++;
-      this.#show(info);
-    } else if (window.hidden++ === 0) {
-      const closing = window;
-      closing.timer = setTimeout(() => this.#close(closing), closing.start + 1000 - now);
-    }
-  }
-
-  /** Prints what is held back; at shutdown, before the stopped line. */
-  flush(): void {
-    for (const window of this.#windows.values()) this.#close(window);
-  }
-
-  #close(window: RejectWindow): void {
-    clearTimeout(window.timer);
-    if (window.hidden > 0) this.#summarize(window.transport, window.reason, window.hidden);
-    window.hidden = 0;
-  }
-}
-
-interface RejectWindow {
-  transport: string;
-  reason: string;
-  start: number;
-  shown: number;
-  hidden: number;
-  timer?: ReturnType<typeof setTimeout>;
-}
-
-function payload(data: Uint8Array): Record<string, string> {
-  const shown = showBytes(data);
-  return shown.startsWith('"')
-    ? { text: JSON.parse(shown) }
-    : { hex: Array.from(data, (b) => b.toString(16).padStart(2, "0")).join("") };
-}
-
-function summary(stats: EchoStats): string {
-  const dropped = Object.entries(stats.dropped).filter(([, n]) => n > 0)
-    .map(([reason, n]) => `${reason} ${n}`);
-  const counters = stats.impairment;
-  const impaired = counters
-    ? (["dropped", "duplicated", "reordered", "delayed", "overflow"] as const)
-      .filter((what) => counters[what] > 0).map((what) => `${what} ${counters[what]}`)
-    : [];
-  return `${stats.sessionsTotal} TCP sessions, ${stats.datagramsIn} datagrams, ` +
-    `${stats.bytesIn} bytes in, ${stats.bytesOut} bytes out, ${stats.errors} errors` +
-    (dropped.length ? `; refused: ${dropped.join(", ")}` : "") +
-    (impaired.length ? `; impairment: ${impaired.join(", ")}` : "");
 }
 
 if (import.meta.main) await runCli("server.ts", main);

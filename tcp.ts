@@ -15,26 +15,13 @@ import {
   EchoTimeoutError,
   formatAddress,
 } from "./errors.ts";
-import type { EchoServer, EchoServerOptions } from "./serve.ts";
-import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./serve.ts";
+import type { EchoServer, TcpEchoOptions } from "./types.ts";
+export type { TcpEchoOptions, TlsServerOptions } from "./types.ts";
+import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./types.ts";
 import { serveStreamListener } from "./_stream_server.ts";
-import { listenTcp } from "./_listen.ts";
-import { validatePolicy } from "./_policy.ts";
+import { listenTcp } from "./_tcp_listen.ts";
+import { policyOf } from "./_policy.ts";
 import { firstDifference, listenError, toBytes } from "./_util.ts";
-
-/** A TLS server's identity: its certificate chain and private key, as PEM text (not file names). */
-export interface TlsServerOptions {
-  /** The certificate chain, PEM (`-----BEGIN CERTIFICATE-----`), the server's own first. */
-  cert: string;
-  /** The private key, PEM (`-----BEGIN PRIVATE KEY-----`, PKCS #8, RSA or EC), unencrypted. */
-  key: string;
-}
-
-/** Options of {@linkcode serveTcpEcho}. */
-export interface TcpEchoOptions extends EchoServerOptions {
-  /** Serve echo over TLS with this certificate and key (`Deno.listenTls`). Default: plain TCP. */
-  tls?: TlsServerOptions;
-}
 
 /**
  * Starts a TCP echo server (RFC 862): every byte is echoed, in order, until the client closes; when
@@ -69,14 +56,14 @@ export interface TcpEchoOptions extends EchoServerOptions {
 export function serveTcpEcho(options: TcpEchoOptions = {}): EchoServer {
   const hostname = options.hostname ?? DEFAULT_HOSTNAME;
   const port = options.port ?? DEFAULT_PORT;
-  validatePolicy(options);
+  const policy = policyOf(options);
   const tls = options.tls;
   if (tls !== undefined && (typeof tls.cert !== "string" || typeof tls.key !== "string")) {
     throw new TypeError("tls needs cert and key as PEM text (strings), not file names or bytes");
   }
   let listener: Deno.Listener | Deno.Listener[];
   try {
-    // Plain TCP binds two listeners sharing the port where it can: two accept queues (_listen.ts).
+    // Plain TCP binds two listeners sharing the port where it can: two accept queues (_tcp_listen.ts).
     // A `once` server needs no queue for a crowd, and must refuse the second client at once.
     listener = tls
       ? Deno.listenTls({ hostname, port, transport: "tcp", cert: tls.cert, key: tls.key })
@@ -85,7 +72,7 @@ export function serveTcpEcho(options: TcpEchoOptions = {}): EchoServer {
     if (tls && isTlsMaterialError(error)) throw tlsMaterialError(error);
     throw listenError(error, { hostname, port, transport: "tcp" });
   }
-  return serveStreamListener(listener, options, tls ? { secure: true } : {});
+  return serveStreamListener(listener, options, policy.stream, tls ? { secure: true } : {});
 }
 
 /** Whether `Deno.listenTls` failed on the certificate or key rather than on the address. */

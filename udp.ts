@@ -14,16 +14,19 @@ import {
   formatAddress,
 } from "./errors.ts";
 import { callHook, reportError } from "./_hooks.ts";
-import { DatagramPolicy, validatePolicy } from "./_policy.ts";
+import { DatagramPolicy, policyOf } from "./_policy.ts";
 import { isImpairing, UdpImpairment } from "./impair.ts";
-import type { EchoServer, ListenInfo, UdpEchoOptions } from "./serve.ts";
-import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./serve.ts";
+import type { CidrList } from "./cidr.ts";
+import type { EchoServer, ListenInfo, UdpEchoOptions } from "./types.ts";
+import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./types.ts";
 import type { EchoStats } from "./stats.ts";
 import { createStats } from "./stats.ts";
 import type { EchoClientOptions, EchoResult } from "./tcp.ts";
 import { firstDifference, listenError, toBytes } from "./_util.ts";
-import type { UdpBackend, UdpBackendKind } from "./_udp_backend.ts";
-import { bindUdp, RECEIVE_BUFFER_SIZE } from "./_udp_backend.ts";
+import type { UdpBackend } from "./_udp_backend.ts";
+import { RECEIVE_BUFFER_SIZE } from "./_udp_backend.ts";
+import { bindUdp } from "./_udp_bind.ts";
+import type { UdpBackendKind } from "./types.ts";
 
 /** The largest UDP payload over IPv4 (65,535 − 20 IP − 8 UDP header bytes). */
 export const MAX_UDP_PAYLOAD = 65_507;
@@ -48,7 +51,7 @@ export const MAX_UDP_PAYLOAD = 65_507;
 export async function serveUdpEcho(options: UdpEchoOptions = {}): Promise<EchoServer> {
   const hostname = options.hostname ?? DEFAULT_HOSTNAME;
   const port = options.port ?? DEFAULT_PORT;
-  validatePolicy(options);
+  const { acl } = policyOf(options);
   let backend: UdpBackend;
   try {
     backend = await bindUdp({ hostname, port, backend: options.backend });
@@ -56,7 +59,7 @@ export async function serveUdpEcho(options: UdpEchoOptions = {}): Promise<EchoSe
     if (error instanceof TypeError) throw error;
     throw listenError(error, { hostname, port, transport: "udp" });
   }
-  return new UdpServer(backend, options);
+  return new UdpServer(backend, options, acl);
 }
 
 class UdpServer implements EchoServer {
@@ -73,12 +76,12 @@ class UdpServer implements EchoServer {
   #drained?: () => void;
   #closed = false;
 
-  constructor(backend: UdpBackend, options: UdpEchoOptions) {
+  constructor(backend: UdpBackend, options: UdpEchoOptions, acl: CidrList | undefined) {
     this.#backend = backend;
     this.#options = options;
     this.stats = options.stats ?? createStats();
     this.addr = backend.addr;
-    this.#policy = new DatagramPolicy(options, backend.addr);
+    this.#policy = new DatagramPolicy(options, backend.addr, acl);
     if (options.impair && isImpairing(options.impair)) {
       this.#impairment = new UdpImpairment<Deno.NetAddr>(
         (data, to) => {

@@ -7,101 +7,29 @@
  * @module
  */
 import { callHook, reportError } from "./_hooks.ts";
-import { validatePolicy } from "./_policy.ts";
+import { policyOf } from "./_policy.ts";
 import { serveStreamListener } from "./_stream_server.ts";
 import { describeNetworkError, type EchoAddress, EchoConnectionError } from "./errors.ts";
-import type { CloseInfo, EchoHooks, EchoServer, EchoServerOptions, RejectReason } from "./serve.ts";
+import type {
+  EchoHooks,
+  EchoServerOptions,
+  UnixEchoOptions,
+  UnixEchoServer,
+  UnixListenInfo,
+} from "./types.ts";
+export type {
+  UnixCloseInfo,
+  UnixConnectionInfo,
+  UnixDataInfo,
+  UnixEchoHooks,
+  UnixEchoOptions,
+  UnixEchoServer,
+  UnixListenInfo,
+  UnixRejectInfo,
+} from "./types.ts";
 
 /** Longest socket path the kernel takes, in bytes (`sun_path` holds 108 with the final NUL). */
 export const MAX_UNIX_PATH_BYTES = 107;
-
-/** A bound Unix socket listener. */
-export interface UnixListenInfo {
-  /** Always `unix`. */
-  transport: "unix";
-  /** The socket file. */
-  path: string;
-}
-
-/**
- * A session on a Unix socket that was just accepted. Clients are usually unnamed sockets, and
- * Deno then reports their address as `{ transport: "unix", path: null }`.
- */
-export interface UnixConnectionInfo {
-  /** Session number, counting from 1 for each server. */
-  id: number;
-  /** The client's socket address (its path is null when unnamed). */
-  remoteAddr: Deno.UnixAddr;
-  /** Our end: the listening socket's path. */
-  localAddr: Deno.UnixAddr;
-}
-
-/** A chunk received on a Unix socket session, before it is echoed. */
-export interface UnixDataInfo {
-  /** Session number. */
-  id: number;
-  /** The client's socket address. */
-  remoteAddr: Deno.UnixAddr;
-  /** The bytes; valid only during the hook call (the buffer is reused). */
-  data: Uint8Array;
-}
-
-/** A Unix socket session that ended. */
-export interface UnixCloseInfo extends Omit<CloseInfo, "remoteAddr"> {
-  /** The client's socket address. */
-  remoteAddr: Deno.UnixAddr;
-}
-
-/** A Unix socket connection closed at once by a policy (the connection cap). */
-export interface UnixRejectInfo {
-  /** Always `unix`. */
-  transport: "unix";
-  /** The client's socket address. */
-  remoteAddr: Deno.UnixAddr;
-  /** Which policy refused it. */
-  reason: RejectReason;
-}
-
-/** The hooks of a Unix socket server: those of {@linkcode EchoHooks}, with Unix addresses. */
-export interface UnixEchoHooks {
-  /** Called once, when the socket is bound. */
-  onListen?: (info: UnixListenInfo) => void;
-  /** Called when a session is accepted. */
-  onConnection?: (info: UnixConnectionInfo) => void;
-  /** Called for each chunk a session receives (for verbose logging). */
-  onData?: (info: UnixDataInfo) => void;
-  /** Called when a session ends. */
-  onClose?: (info: UnixCloseInfo) => void;
-  /** Called when a policy refuses a connection (counted in `stats.dropped` too). */
-  onReject?: (info: UnixRejectInfo) => void;
-  /** Called for unexpected errors (accept failures, throwing hooks). */
-  onError?: EchoHooks["onError"];
-}
-
-/**
- * Options of {@linkcode serveUnixEcho}: the stream server's options (limits, grace period, once,
- * counters, TCP shaping) without the network ones (host, port, allow-list, UDP policies).
- */
-export interface UnixEchoOptions extends
-  Omit<
-    EchoServerOptions,
-    keyof EchoHooks | "hostname" | "port" | "allow" | "udpRate" | "loopGuard"
-  >,
-  UnixEchoHooks {
-  /**
-   * The socket file to create. A stale one left by a dead server is replaced; a live server's
-   * socket, or any other kind of file, is refused. The file is removed on shutdown.
-   */
-  path: string;
-}
-
-/** A running Unix socket echo server: the {@linkcode EchoServer} handle with a Unix address. */
-export interface UnixEchoServer extends Omit<EchoServer, "addr" | "listeners"> {
-  /** The socket's address. */
-  readonly addr: Deno.UnixAddr;
-  /** The one listener. */
-  readonly listeners: readonly UnixListenInfo[];
-}
 
 /**
  * Starts an echo server on a Unix domain socket (a stream socket: every byte is echoed, in order,
@@ -145,7 +73,7 @@ export async function serveUnixEcho(options: UnixEchoOptions): Promise<UnixEchoS
   // listener are Deno.UnixAddr: what the Unix hook types above promise. Only the listen and
   // reject events are built here, so they say `unix`.
   const streamOptions = options as unknown as EchoServerOptions;
-  validatePolicy(streamOptions);
+  const policy = policyOf(streamOptions);
   const address: EchoAddress = { hostname: "", port: 0, transport: "unix", path };
   await claimPath(address);
   let listener: Deno.Listener;
@@ -174,7 +102,7 @@ export async function serveUnixEcho(options: UnixEchoOptions): Promise<UnixEchoS
           reason: info.reason,
         })
       : undefined,
-  });
+  }, policy.stream);
   const finished = inner.finished.then(() => removeIfOurs(address, inode, streamOptions));
   const info: UnixListenInfo = { transport: "unix", path };
   const server: UnixEchoServer = {

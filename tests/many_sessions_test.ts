@@ -1,13 +1,13 @@
 /**
  * Many sessions at once: past TURNS_FROM_SESSIONS the session loop takes turns to read
- * (_turns.ts); every byte must still come back exact, every session must be served, buffers grow
+ * (_read_turns.ts); every byte must still come back exact, every session must be served, buffers grow
  * and shrink with the traffic, and no timer may outlive the sessions. No timing is asserted.
  *
  * @module
  */
 import assert from "node:assert/strict";
 import { Random, randomSeed } from "../_random.ts";
-import { READS_PENDING, ReadTurns, TURNS_FROM_SESSIONS } from "../_turns.ts";
+import { READS_PENDING, ReadTurns, TURNS_FROM_SESSIONS } from "../_read_turns.ts";
 import { serveTcpEcho } from "../tcp.ts";
 import { randomBytes, randomInt, test } from "./_helpers.ts";
 

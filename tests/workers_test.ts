@@ -8,8 +8,8 @@
  */
 import assert from "node:assert/strict";
 import { Random, randomSeed } from "../_random.ts";
-import { canSharePort } from "../_listen.ts";
-import { validateWorkers } from "../_workers.ts";
+import { canSharePort } from "../_tcp_listen.ts";
+import { validateWorkers } from "../_worker_pool.ts";
 import type { CloseInfo, ConnectionInfo, RejectInfo } from "../serve.ts";
 import { serveEcho } from "../serve.ts";
 import { echoTcp, echoTcpStream } from "../tcp.ts";

@@ -1,11 +1,11 @@
 /**
- * TCP listeners sharing a port (_listen.ts): two accept queues where the port can be shared, never
+ * TCP listeners sharing a port (_tcp_listen.ts): two accept queues where the port can be shared, never
  * a port shared with another program or another copy of the server.
  *
  * @module
  */
 import assert from "node:assert/strict";
-import { ACCEPT_QUEUES, canSharePort, listenTcp } from "../_listen.ts";
+import { ACCEPT_QUEUES, canSharePort, listenTcp } from "../_tcp_listen.ts";
 import { serveTcpEcho } from "../tcp.ts";
 import { EchoConnectionError } from "../errors.ts";
 import { test } from "./_helpers.ts";

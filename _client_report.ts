@@ -5,14 +5,16 @@
  *
  * @module
  */
-import type { Palette } from "./_cli.ts";
+import { formatBytes, JSON_SCHEMA, type Palette, showBytes } from "./_cli.ts";
 import { formatDuration } from "./duration.ts";
 import { formatAddress } from "./errors.ts";
 import type { Histogram } from "./histogram.ts";
 import type { ProbeProgress, ProbeReply, ProbeResult } from "./probe.ts";
+import type { EchoError } from "./errors.ts";
+import type { EchoResult, EchoStreamResult } from "./tcp.ts";
 
 /** The version of the ping/bench `--json` object; bumped when a field changes meaning. */
-export const PROBE_JSON_SCHEMA = 1;
+export const PROBE_JSON_SCHEMA: number = JSON_SCHEMA;
 
 /** How the run was set up, for headers and the JSON object. */
 export interface RunDescription {
@@ -37,7 +39,7 @@ const integer = new Intl.NumberFormat("en", { maximumFractionDigits: 0 });
  *
  * @example
  * ```ts
- * import { formatCount } from "./_report.ts";
+ * import { formatCount } from "./_client_report.ts";
  * console.log(formatCount(1234567)); // "1,234,567"
  * ```
  *
@@ -53,7 +55,7 @@ export function formatCount(n: number): string {
  *
  * @example
  * ```ts
- * import { formatPingTime } from "./_report.ts";
+ * import { formatPingTime } from "./_client_report.ts";
  * console.log(formatPingTime(0.21345), formatPingTime(12.345)); // "0.213" "12.3"
  * ```
  *
@@ -70,7 +72,7 @@ export function formatPingTime(ms: number): string {
  *
  * @example
  * ```ts
- * import { formatMicros } from "./_report.ts";
+ * import { formatMicros } from "./_client_report.ts";
  * console.log(formatMicros(27.4), formatMicros(1050)); // "27µs" "1.05ms"
  * ```
  *
@@ -86,7 +88,7 @@ export function formatMicros(us: number): string {
  *
  * @example
  * ```ts
- * import { formatMegabytes } from "./_report.ts";
+ * import { formatMegabytes } from "./_client_report.ts";
  * console.log(formatMegabytes(2_512_000)); // "2.51 MB/s"
  * ```
  *
@@ -111,7 +113,7 @@ function plural(n: number, word: string, words = `${word}s`): string {
  *
  * @example
  * ```ts
- * import { formatPingHeader } from "./_report.ts";
+ * import { formatPingHeader } from "./_client_report.ts";
  * const address = { hostname: "127.0.0.1", port: 5006, transport: "udp" as const };
  * console.log(formatPingHeader({ transport: "udp", address, size: 64 }, 1000));
  * // "PING udp 127.0.0.1:5006: 64 bytes every 1.00s"
@@ -134,7 +136,7 @@ export function formatPingHeader(
  *
  * @example
  * ```ts
- * import { formatPingReply } from "./_report.ts";
+ * import { formatPingReply } from "./_client_report.ts";
  * import { paletteFor } from "./_cli.ts";
  * const reply = { connection: 0, seq: 3, bytes: 64, rtt: 0.2134, kind: "reply" as const, warmup: false };
  * const address = { hostname: "127.0.0.1", port: 5006, transport: "tcp" as const };
@@ -172,7 +174,7 @@ export function formatPingReply(
  *
  * @example
  * ```ts
- * import { lossPercent } from "./_report.ts";
+ * import { lossPercent } from "./_client_report.ts";
  * console.log(lossPercent({ sent: 4, received: 3, late: 0 })); // 25
  * ```
  *
@@ -276,7 +278,7 @@ export function formatBenchHeader(
  *
  * @example
  * ```ts
- * import { formatProgress } from "./_report.ts";
+ * import { formatProgress } from "./_client_report.ts";
  * console.log(formatProgress({ elapsed: 3000, requests: 12345, rate: 4100, errors: 0, warmup: false }));
  * // "  3.00s  12,345 requests  4,100 req/s  0 errors"
  * ```
@@ -390,7 +392,7 @@ export interface RenderHistogramOptions {
  *
  * @example
  * ```ts
- * import { renderHistogram } from "./_report.ts";
+ * import { renderHistogram } from "./_client_report.ts";
  * import { paletteFor } from "./_cli.ts";
  * import { Histogram } from "./histogram.ts";
  * const h = new Histogram();
@@ -510,4 +512,126 @@ export function probeJson(result: ProbeResult, run: RunDescription): Record<stri
     jitter_us: round(result.jitter),
     connections_served: result.connectionsServed,
   };
+}
+
+/** How a single echo went over the wire, for its line: `tcp`, `tls`, `unix` or `udp`. */
+export type EchoTransportName = "tcp" | "tls" | "unix" | "udp";
+
+/**
+ * The line of a `--stdin` stream echo (on stderr: stdout carries the data), or its JSON object.
+ *
+ * @example
+ * ```ts
+ * import { formatStreamResult } from "./_client_report.ts";
+ * const address = { hostname: "127.0.0.1", port: 5006, transport: "tcp" as const };
+ * console.log(formatStreamResult({ bytes: 2048, elapsed: 4, address }, "tcp", false));
+ * // "echoed 2 KiB identical in 4.00ms (500 KiB/s) via tcp 127.0.0.1:5006"
+ * ```
+ *
+ * @param result What echoTcpStream returned.
+ * @param transport How it went.
+ * @param json One JSON object instead of the text.
+ * @returns The line.
+ */
+export function formatStreamResult(
+  result: Pick<EchoStreamResult, "bytes" | "elapsed" | "address">,
+  transport: EchoTransportName,
+  json: boolean,
+): string {
+  if (json) {
+    return JSON.stringify({
+      schema: JSON_SCHEMA,
+      ok: true,
+      transport,
+      address: formatAddress(result.address),
+      bytes: result.bytes,
+      elapsed_ms: result.elapsed,
+    });
+  }
+  const rate = result.bytes / Math.max(result.elapsed / 1000, 1e-9);
+  return `echoed ${formatBytes(result.bytes)} identical in ${formatDuration(result.elapsed)} (${
+    formatBytes(rate)
+  }/s) via ${transport} ${formatAddress(result.address)}`;
+}
+
+/**
+ * The line of a single echo's reply: `reply from tcp 127.0.0.1:5006: "hi" (2 bytes) time=1.2ms`.
+ *
+ * @example
+ * ```ts
+ * import { formatEchoReply } from "./_client_report.ts";
+ * import { paletteFor } from "./_cli.ts";
+ * const address = { hostname: "127.0.0.1", port: 7, transport: "udp" as const };
+ * const reply = new TextEncoder().encode("hi");
+ * const colors = paletteFor({ isTerminal: () => false });
+ * console.log(formatEchoReply({ reply, rtt: 1.5, address, attempts: 2 }, "udp", colors));
+ * ```
+ *
+ * @param result What echoTcp or echoUdp returned (`attempts` for UDP).
+ * @param transport How it went.
+ * @param colors Colours to use.
+ * @returns The line.
+ */
+export function formatEchoReply(
+  result: Pick<EchoResult, "reply" | "rtt" | "address"> & { attempts?: number },
+  transport: EchoTransportName,
+  colors: Palette,
+): string {
+  const where = `${transport} ${formatAddress(result.address)}`;
+  const attempts = (result.attempts ?? 1) > 1 ? ` after ${result.attempts} attempts` : "";
+  return `reply from ${where}: ${showBytes(result.reply)} (${result.reply.length} bytes) time=${
+    colors.green(formatDuration(result.rtt))
+  }${attempts}`;
+}
+
+/**
+ * The `--json` object of a single echo that succeeded.
+ *
+ * @example
+ * ```ts
+ * import { echoJson } from "./_client_report.ts";
+ * const address = { hostname: "127.0.0.1", port: 7, transport: "tcp" as const };
+ * const result = { reply: new Uint8Array(2), rtt: 1, address };
+ * console.log(echoJson(result, { transport: "tcp", message: "hi", udp: false }).ok); // true
+ * ```
+ *
+ * @param result What echoTcp or echoUdp returned.
+ * @param run How it went, what was sent, and whether over UDP (which adds `attempts`).
+ * @returns The object.
+ */
+export function echoJson(
+  result: Pick<EchoResult, "reply" | "rtt" | "address"> & { attempts?: number },
+  run: { transport: EchoTransportName; message: string; udp: boolean },
+): Record<string, unknown> {
+  return {
+    schema: JSON_SCHEMA,
+    ok: true,
+    transport: run.transport,
+    address: formatAddress(result.address),
+    bytes: result.reply.length,
+    reply: run.message,
+    rtt_ms: result.rtt,
+    ...(run.udp ? { attempts: result.attempts } : {}),
+  };
+}
+
+/**
+ * The `--json` object of a single echo that failed.
+ *
+ * @example
+ * ```ts
+ * import { echoFailureJson } from "./_client_report.ts";
+ * import { EchoTimeoutError } from "./errors.ts";
+ * console.log(echoFailureJson(new EchoTimeoutError("no reply"), "udp").error); // "EchoTimeoutError"
+ * ```
+ *
+ * @param error What the echo threw.
+ * @param transport How it went.
+ * @returns The object.
+ */
+export function echoFailureJson(
+  error: EchoError,
+  transport: EchoTransportName,
+): Record<string, unknown> {
+  return { schema: JSON_SCHEMA, ok: false, transport, error: error.name, message: error.message };
 }

@@ -21,7 +21,7 @@ export const ACCEPT_QUEUES = 2;
  *
  * @example
  * ```ts
- * import { canSharePort } from "./_listen.ts";
+ * import { canSharePort } from "./_tcp_listen.ts";
  * console.log(canSharePort()); // true on Linux with unstable net
  * ```
  *
@@ -52,7 +52,7 @@ export interface ListenTcpOptions {
  *
  * @example
  * ```ts
- * import { listenTcp } from "./_listen.ts";
+ * import { listenTcp } from "./_tcp_listen.ts";
  * const listeners = listenTcp("127.0.0.1", 0);
  * console.log(listeners.length); // 2 where the port can be shared, else 1
  * for (const listener of listeners) listener.close();

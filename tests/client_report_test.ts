@@ -15,7 +15,7 @@ import {
   PROBE_JSON_SCHEMA,
   probeJson,
   renderHistogram,
-} from "../_report.ts";
+} from "../_client_report.ts";
 import { Histogram } from "../histogram.ts";
 import type { ProbeResult } from "../probe.ts";
 

@@ -46,7 +46,7 @@ const ACTIVE_WINDOW_MS = 50;
  *
  * @example
  * ```ts
- * import { ReadTurns } from "./_turns.ts";
+ * import { ReadTurns } from "./_read_turns.ts";
  * const turns = new ReadTurns(2);
  * turns.enter();
  * turns.note(0); // a session read (sessions that read recently decide whether turns are taken)

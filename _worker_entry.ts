@@ -1,15 +1,16 @@
 /**
- * The entry of a TCP echo worker (see _workers.ts): joins the port the main thread serves with a
+ * The entry of a TCP echo worker (see _worker_pool.ts): joins the port the main thread serves with a
  * listener of its own (`reusePort`), serves sessions with the same loop and policy as the main
  * thread, forwards the hook calls the main thread asked for, and reports its counters.
  *
  * @module
  */
 import { EchoError } from "./errors.ts";
-import { listenTcp } from "./_listen.ts";
+import { listenTcp } from "./_tcp_listen.ts";
 import { serveStreamListener } from "./_stream_server.ts";
-import type { EchoHooks, EchoServer, EchoServerOptions } from "./serve.ts";
-import type { WorkerReply, WorkerRequest } from "./_workers.ts";
+import { buildPolicy } from "./_policy.ts";
+import type { EchoHooks, EchoServer, EchoServerOptions } from "./types.ts";
+import type { WorkerReply, WorkerRequest } from "./_worker_pool.ts";
 
 /** How often a worker reports its counters while it runs, in ms. */
 const STATS_EVERY_MS = 250;
@@ -45,7 +46,14 @@ function start(request: Extract<WorkerRequest, { type: "start" }>): void {
   const options: EchoServerOptions = { ...request.options, ...hooks };
   try {
     const listeners = listenTcp(request.hostname, request.port, { join: true, queues: 1 });
-    server = serveStreamListener(listeners, options, {}, request.sharing);
+    // Each thread builds its policy once: a parsed allow-list cannot cross threads.
+    server = serveStreamListener(
+      listeners,
+      options,
+      buildPolicy(options).stream,
+      {},
+      request.sharing,
+    );
   } catch (error) {
     scope.postMessage({ type: "failed", message: errorInfo(error).message });
     return;

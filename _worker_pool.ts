@@ -8,18 +8,20 @@
  * @module
  */
 import { callHook } from "./_hooks.ts";
-import { canSharePort, listenTcp } from "./_listen.ts";
+import { canSharePort, listenTcp } from "./_tcp_listen.ts";
 import { serveStreamListener, type StreamSharing } from "./_stream_server.ts";
 import { EchoConnectionError, EchoError } from "./errors.ts";
 import { listenError } from "./_util.ts";
+import { policyOf, usePolicy } from "./_policy.ts";
+import { optionRangeError, optionTypeError } from "./_validate.ts";
 import type {
   EchoHooks,
   EchoServer,
   EchoServerOptions,
   ListenInfo,
   ServeEchoOptions,
-} from "./serve.ts";
-import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./serve.ts";
+} from "./types.ts";
+import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./types.ts";
 import type { DropCounters, EchoStats } from "./stats.ts";
 import { createStats } from "./stats.ts";
 import { serveUdpEcho } from "./udp.ts";
@@ -55,7 +57,7 @@ const HOOKS: readonly (keyof EchoHooks)[] = [
 ];
 
 /** The module every worker runs. */
-const WORKER_MODULE = new URL("./_worker.ts", import.meta.url);
+const WORKER_MODULE = new URL("./_worker_entry.ts", import.meta.url);
 
 /** How many times a shared port is picked again when UDP cannot bind the port TCP got. */
 const PORT_RETRIES = 20;
@@ -65,7 +67,7 @@ const PORT_RETRIES = 20;
  *
  * @example
  * ```ts
- * import { validateWorkers } from "./_workers.ts";
+ * import { validateWorkers } from "./_worker_pool.ts";
  * validateWorkers(1); // always fine
  * try {
  *   validateWorkers(0);
@@ -81,27 +83,41 @@ const PORT_RETRIES = 20;
  */
 export function validateWorkers(workers: number, options: ServeEchoOptions = {}): void {
   if (!Number.isInteger(workers) || workers < 1) {
-    throw new RangeError(`workers must be a whole number of at least 1, got ${workers}`);
+    throw optionRangeError(
+      "workers",
+      `workers must be a whole number of at least 1, got ${workers}`,
+    );
   }
   if (workers === 1) return;
   if (!canSharePort()) {
-    throw new TypeError(
+    throw optionTypeError(
+      "workers",
       Deno.build.os === "linux"
         ? 'workers above 1 need unstable net (Deno.listen\'s reusePort): add "unstable": ["net"] to deno.json or run with --unstable-net'
         : `workers above 1 need Linux (the kernel spreads connections over listeners sharing a port); this is ${Deno.build.os}`,
     );
   }
   if (options.once) {
-    throw new TypeError("workers above 1 cannot serve once: one session needs one thread");
+    throw optionTypeError(
+      "workers",
+      "workers above 1 cannot serve once: one session needs one thread",
+    );
   }
   if (options.transport === "udp") {
-    throw new TypeError("workers serve TCP: with transport udp there is nothing for them to do");
+    throw optionTypeError(
+      "workers",
+      "workers serve TCP: with transport udp there is nothing for them to do",
+    );
+  }
+  if (options.transport === "unix" || options.tls !== undefined) {
+    throw optionTypeError("workers", "workers serve plain TCP: not TLS, not a Unix socket");
   }
   // Deno reads a worker's module like any file: without read permission the worker cannot start.
   if (WORKER_MODULE.protocol === "file:") {
     const path = decodeURIComponent(WORKER_MODULE.pathname);
     if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") {
-      throw new TypeError(
+      throw optionTypeError(
+        "workers",
         `workers above 1 need --allow-read for ${path} (Deno reads a worker's module)`,
       );
     }
@@ -114,7 +130,7 @@ export function validateWorkers(workers: number, options: ServeEchoOptions = {})
  *
  * @example
  * ```ts
- * import { serveWithWorkers } from "./_workers.ts";
+ * import { serveWithWorkers } from "./_worker_pool.ts";
  * import { echoTcp } from "./tcp.ts";
  * await using server = await serveWithWorkers({ port: 0, transport: "tcp" }, 2);
  * await echoTcp("two threads", { port: server.addr.port });
@@ -129,6 +145,7 @@ export async function serveWithWorkers(
   workers: number,
 ): Promise<EchoServer> {
   validateWorkers(workers, options);
+  const policy = policyOf(options);
   const hostname = options.hostname ?? DEFAULT_HOSTNAME;
   const requested = options.port ?? DEFAULT_PORT;
   const own = options.stats ?? createStats();
@@ -150,10 +167,14 @@ export async function serveWithWorkers(
     } catch (error) {
       throw listenError(error, { hostname, port: requested, transport: "tcp" });
     }
-    tcp = serveStreamListener(listeners, inner, {}, { sessions, idStart: 1, idStep: workers });
+    tcp = serveStreamListener(listeners, inner, policy.stream, {}, {
+      sessions,
+      idStart: 1,
+      idStep: workers,
+    });
     if (options.transport === "tcp") break;
     try {
-      udp = await serveUdpEcho({ ...inner, port: tcp.addr.port });
+      udp = await serveUdpEcho(usePolicy({ ...inner, port: tcp.addr.port }, policy));
       break;
     } catch (error) {
       await tcp.shutdown();
@@ -169,7 +190,8 @@ export async function serveWithWorkers(
       type: "start",
       hostname,
       port,
-      options: crossable(options),
+      // The cap is resolved here, so no worker reads the descriptor limit again.
+      options: { ...crossable(options), maxConnections: policy.stream.maxConnections },
       hooks: HOOKS.filter((hook) => options[hook] !== undefined),
       sharing: { sessions, idStart: i + 2, idStep: workers },
     }));

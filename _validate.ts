@@ -1,0 +1,144 @@
+/**
+ * The validators of the server options, written once: each throws a RangeError or TypeError whose
+ * `option` property names the option (`maxConnections`, `impair.delay`), so a CLI can name its
+ * flag instead. They cost nothing on the hot path: options are checked once, at start-up.
+ *
+ * @module
+ */
+
+/** A RangeError or TypeError about one option, which `option` names. */
+export type OptionError = (RangeError | TypeError) & {
+  /** The option at fault, as the options object spells it (`maxConnections`). */
+  readonly option: string;
+};
+
+/**
+ * A RangeError naming its option.
+ *
+ * @example
+ * ```ts
+ * import { optionRangeError } from "./_validate.ts";
+ * const error = optionRangeError("port", "port must be from 0 to 65535, got 70000");
+ * console.log(error instanceof RangeError, error.option); // true "port"
+ * ```
+ *
+ * @param option The option at fault.
+ * @param message The one-line message.
+ * @returns The error, to throw.
+ */
+export function optionRangeError(option: string, message: string): OptionError {
+  return Object.assign(new RangeError(message), { option });
+}
+
+/**
+ * A TypeError naming its option.
+ *
+ * @example
+ * ```ts
+ * import { optionTypeError } from "./_validate.ts";
+ * console.log(optionTypeError("path", "path must be a string").option); // "path"
+ * ```
+ *
+ * @param option The option at fault.
+ * @param message The one-line message.
+ * @returns The error, to throw.
+ */
+export function optionTypeError(option: string, message: string): OptionError {
+  return Object.assign(new TypeError(message), { option });
+}
+
+/**
+ * The option an error from these validators names, if it is one.
+ *
+ * @example
+ * ```ts
+ * import { checkWhole, optionOf } from "./_validate.ts";
+ * try {
+ *   checkWhole("maxConnections", 0, 1);
+ * } catch (error) {
+ *   console.log(optionOf(error)); // "maxConnections"
+ * }
+ * ```
+ *
+ * @param error Anything thrown.
+ * @returns The option's name, or undefined.
+ */
+export function optionOf(error: unknown): string | undefined {
+  const option = (error as { option?: unknown } | null)?.option;
+  return error instanceof Error && typeof option === "string" ? option : undefined;
+}
+
+/**
+ * Checks a count: a whole number of at least `min` (Infinity allowed with `infinite`), when given.
+ *
+ * @example
+ * ```ts
+ * import { checkWhole } from "./_validate.ts";
+ * checkWhole("maxSessionBytes", undefined, 1); // absent is fine
+ * checkWhole("maxConnections", Infinity, 1, { infinite: true });
+ * ```
+ *
+ * @param option The option's name, for the message.
+ * @param value The value, or undefined when absent.
+ * @param min The least value allowed.
+ * @param allow `infinite`: Infinity means "no cap" and is allowed.
+ * @throws {RangeError} With `option` set, when it is not such a number.
+ */
+export function checkWhole(
+  option: string,
+  value: unknown,
+  min: number,
+  allow: { infinite?: boolean } = {},
+): void {
+  if (value === undefined) return;
+  if (
+    typeof value !== "number" ||
+    !(Number.isInteger(value) || (allow.infinite && value === Infinity)) || value < min
+  ) {
+    throw optionRangeError(
+      option,
+      `${option} must be a whole number of at least ${min}, got ${value}`,
+    );
+  }
+}
+
+/**
+ * Checks a duration in ms: a finite number of 0 or more, when given.
+ *
+ * @example
+ * ```ts
+ * import { checkDuration } from "./_validate.ts";
+ * checkDuration("idleTimeout", 0); // 0 = off, fine
+ * ```
+ *
+ * @param option The option's name, for the message.
+ * @param value The value, or undefined when absent.
+ * @throws {RangeError} With `option` set, when it is not such a number.
+ */
+export function checkDuration(option: string, value: unknown): void {
+  if (value === undefined) return;
+  if (typeof value !== "number" || !(value >= 0) || !Number.isFinite(value)) {
+    throw optionRangeError(option, `${option} must be a duration of 0 ms or more, got ${value}`);
+  }
+}
+
+/**
+ * Checks a rate: a finite number of 0 or more per second, when given.
+ *
+ * @example
+ * ```ts
+ * import { checkRate } from "./_validate.ts";
+ * checkRate("udpRate", 1000, "datagrams");
+ * ```
+ *
+ * @param option The option's name, for the message.
+ * @param value The value, or undefined when absent.
+ * @param unit What is counted, for the message (`datagrams`).
+ * @throws {RangeError} With `option` set, when it is not such a number.
+ */
+export function checkRate(option: string, value: unknown, unit: string): void {
+  if (value === undefined) return;
+  if (typeof value !== "number" || !(value >= 0 && value < Infinity)) {
+    throw optionRangeError(option, `${option} must be 0 or more ${unit} per second, got ${value}`);
+  }
+}
