@@ -10,6 +10,8 @@
  *
  * @module
  */
+import type { CidrList } from "./cidr.ts";
+import { isLoopback } from "./cidr.ts";
 import type { EchoError } from "./errors.ts";
 import { formatAddress } from "./errors.ts";
 import type {
@@ -355,6 +357,26 @@ export class EventFeed {
       if (!this.#refed) Deno.unrefTimer(this.#batchTimer);
     }
   }
+}
+
+/**
+ * Whether a client may watch the feed: it shows every client's address and payloads, so only
+ * loopback viewers may, and those `eventsFrom` admits.
+ *
+ * @example
+ * ```ts
+ * import { mayWatch } from "./_event_feed.ts";
+ * import { CidrList } from "./cidr.ts";
+ * console.log(mayWatch("127.0.0.1"), mayWatch("10.1.2.3")); // true false
+ * console.log(mayWatch("10.1.2.3", new CidrList(["10.0.0.0/8"]))); // true
+ * ```
+ *
+ * @param hostname The viewer's address.
+ * @param eventsFrom Who else may watch.
+ * @returns Whether it may.
+ */
+export function mayWatch(hostname: string, eventsFrom?: CidrList): boolean {
+  return isLoopback(hostname) || Boolean(eventsFrom?.matches(hostname));
 }
 
 function send(viewer: Viewer, message: FeedMessage): void {

@@ -34,8 +34,8 @@ label { display: flex; flex-direction: column; font-size: 0.85rem; color: var(--
 input { font: inherit; color: var(--fg); background: var(--bg); border: 1px solid var(--line);
   border-radius: 6px; padding: 0.35rem 0.5rem; min-width: 0; }
 input[type="number"] { width: 6.5rem; }
-#message { flex: 1 1 12rem; }
 .grow { flex: 1 1 12rem; }
+#message { width: 100%; }
 button { font: inherit; border-radius: 6px; border: 1px solid var(--accent); background: var(--accent);
   color: var(--bg); padding: 0.35rem 0.9rem; cursor: pointer; }
 button:disabled { opacity: 0.5; cursor: not-allowed; }
@@ -226,6 +226,7 @@ function events() {
 }
 showStats({ viewers: 0 });
 drawPing();
+window.addEventListener("resize", drawPing);
 connect();
 events();
 `;

@@ -13,8 +13,11 @@
  *   closes with 1009 any message above `maxMessage` once it has arrived; a fragmented message is
  *   therefore buffered whole before it can be refused.
  * - The runtime neither checks `Sec-WebSocket-Version` nor the key's form: this module answers 400.
- * - Backpressure: `send()` never blocks; `bufferedAmount` counts what is queued. A session whose
- *   queue passes `maxBuffered` (a client that does not read) is closed with 1008 and counted.
+ * - Backpressure: the runtime reads messages as fast as they come (a WebSocket cannot be paused)
+ *   and `send()` never blocks; `bufferedAmount` counts the echoes queued. So `maxBuffered` is the
+ *   window a client may have in flight: a session whose queue passes it (a client that does not
+ *   read, or pipelines more than that) is closed with 1008 and counted. The close frame waits
+ *   behind the queue, so such a client usually sees the connection drop (1006).
  *
  * @module
  */
@@ -27,7 +30,7 @@ import {
   EchoTimeoutError,
   formatAddress,
 } from "./errors.ts";
-import { CidrList, isLoopback } from "./cidr.ts";
+import { CidrList } from "./cidr.ts";
 import { callHook, reportError } from "./_hooks.ts";
 import { streamPolicy } from "./_policy.ts";
 import type { CloseReason, RejectReason } from "./serve.ts";
@@ -36,7 +39,7 @@ import type { EchoStats, WsCounters } from "./stats.ts";
 import { createStats } from "./stats.ts";
 import type { TlsClientOptions, TlsServerOptions } from "./tcp.ts";
 import { firstDifference, listenError, toBytes } from "./_util.ts";
-import { EventFeed } from "./_event_feed.ts";
+import { EventFeed, mayWatch } from "./_event_feed.ts";
 import { WS_PAGE } from "./_ws_page.ts";
 
 export { EventFeed } from "./_event_feed.ts";
@@ -181,7 +184,10 @@ export interface WsEchoOptions extends WsHooks {
   keepAlive?: number;
   /** Largest message echoed, in bytes; larger: close 1009. Default 16 MiB; at most 64 MiB − 1. */
   maxMessage?: number;
-  /** Bytes queued to a client before it is closed (1008) for not reading. Default 32 MiB. */
+  /**
+   * Bytes of echoes queued to a client before it is closed (1008) for not reading: the window a
+   * client may pipeline without reading. Default 32 MiB.
+   */
   maxBuffered?: number;
   /** Serve the live page at `GET /`. Default true. */
   page?: boolean;
@@ -458,9 +464,7 @@ class WsServer implements WsEchoServer {
 
   #viewer(request: Request, remoteAddr: Deno.NetAddr): Response {
     const { socket, response } = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
-    const allowed = isLoopback(remoteAddr.hostname) ||
-      Boolean(this.#viewersFrom?.matches(remoteAddr.hostname));
-    if (!allowed) {
+    if (!mayWatch(remoteAddr.hostname, this.#viewersFrom)) {
       this.#ws.viewersRefused++;
       socket.addEventListener("open", () =>
         socket.close(
