@@ -219,7 +219,7 @@ function events() {
   feed.onclose = (e) => {
     const note = $("feed-note");
     if (e.code === 1008) { note.dataset.refused = ""; note.textContent = "Live view refused: " + (e.reason || "not allowed from your address"); return; }
-    note.textContent = "Live view disconnected (" + e.code + "); retrying in 3 s";
+    note.textContent = "Live view closed (" + e.code + (e.reason ? " " + e.reason : "") + "); retrying in 3 s";
     setTimeout(events, 3000);
   };
   feed.onopen = () => { const note = $("feed-note"); delete note.dataset.refused; note.textContent = "Live: events from every transport of this server, shown to loopback viewers only (unless the server allows others)."; };

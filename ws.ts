@@ -579,7 +579,9 @@ class WsServer implements WsEchoServer {
     if (session.closedBy) reason = session.closedBy;
     else if (session.error) {
       detail = session.error;
-      reason = /EOF|reset|broken pipe|aborted/i.test(detail) ? "reset" : "error";
+      // Lost connections (and peers that stopped answering the keep-alive ping) are resets;
+      // the rest are protocol errors the runtime failed the connection for.
+      reason = /EOF|reset|broken pipe|aborted|ping/i.test(detail) ? "reset" : "error";
       if (reason === "error") this.#ws.protocolErrors++;
       this.stats.errors++;
     } else reason = code === 1006 ? "reset" : "eof";

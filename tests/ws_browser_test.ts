@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import puppeteer from "puppeteer-core";
 import { echoTcp, serveTcpEcho } from "../tcp.ts";
+import { echoUdp, serveUdpEcho } from "../udp.ts";
 import { serveWsEcho } from "../ws.ts";
 import { ROOT } from "./_helpers.ts";
 
@@ -39,7 +40,8 @@ if (!CHROMIUM) {
 }
 
 Deno.test({
-  name: "ws page: loads clean in Chromium, echoes typed text, pings with a chart, shows TCP events",
+  name:
+    "ws page: loads clean in Chromium, echoes typed text, pings with a chart, shows TCP/UDP events",
   ignore: !CHROMIUM,
   // puppeteer's pipes and node:child_process handles outlive the test by a tick; everything this
   // test starts is closed in its finally blocks.
@@ -49,6 +51,11 @@ Deno.test({
     await using server = serveWsEcho({ port: 0 });
     // Shared counters and the feed's hooks: what serveEcho will do for every transport.
     await using tcp = serveTcpEcho({ port: 0, stats: server.stats, ...server.feed!.hooks("tcp") });
+    await using udp = await serveUdpEcho({
+      port: 0,
+      stats: server.stats,
+      ...server.feed!.hooks("udp"),
+    });
     const profile = await Deno.makeTempDir({ prefix: "echo-chromium-" });
     const browser = await puppeteer.launch({
       executablePath: CHROMIUM,
@@ -129,9 +136,15 @@ Deno.test({
 
       // Another client's TCP session shows up in the feed, and the counters follow.
       await echoTcp("a TCP client elsewhere", { port: tcp.addr.port });
+      await echoUdp("a UDP datagram", { port: udp.addr.port });
       await page.waitForFunction(
         String.raw`[...document.querySelectorAll("#feed li")]
           .some((li) => /tcp close #1 127\.0\.0\.1:\d+ 22 B/.test(li.textContent))`,
+        { timeout: 10_000 },
+      );
+      await page.waitForFunction(
+        String.raw`[...document.querySelectorAll("#feed li")]
+          .some((li) => /udp datagram 127\.0\.0\.1:\d+ 14 B “a UDP datagram”/.test(li.textContent))`,
         { timeout: 10_000 },
       );
       // "sessions total" counts the TCP session and the page's own WebSocket.

@@ -6,6 +6,7 @@ import type { FeedMessage } from "../_event_feed.ts";
 import { EventFeed, mayWatch } from "../_event_feed.ts";
 import { CidrList } from "../cidr.ts";
 import { echoTcp, serveTcpEcho } from "../tcp.ts";
+import { echoUdp, serveUdpEcho } from "../udp.ts";
 import type { WsCloseInfo, WsRejectInfo } from "../ws.ts";
 import { echoWs, serveWsEcho } from "../ws.ts";
 import { randomBytes, Recorder, ROOT } from "./_helpers.ts";
@@ -277,6 +278,12 @@ test("ws: a message above maxMessage is refused with 1009; one at the cap is ech
   await closes.until((items) => items.length === 1);
   assert.equal(closes.items[0].reason, "limit");
   assert.equal(server.stats.ws!.tooBig, 1);
+  // A fragmented message is judged whole: three fragments of 600 bytes are one message of 1800.
+  const ws2 = await open(server.url);
+  const done2 = closed(ws2);
+  for (let i = 0; i < 3; i++) ws2.send(new Uint8Array(600), { fin: i === 2 });
+  assert.equal((await done2).code, 1009);
+  assert.equal(server.stats.ws!.tooBig, 2);
   // The runtime's own frame cap (64 MiB) is ours too: maxMessage cannot exceed it.
   assert.throws(() => serveWsEcho({ port: 0, maxMessage: 64 << 20 }), RangeError);
 });
@@ -418,6 +425,9 @@ test("ws: the keep-alive closes a client that never answers pings", async () => 
   assert.ok(got.includes(0x88), "then a close frame");
   await closes.until((items) => items.length === 1);
   assert.equal(closes.items[0].code, 1001);
+  assert.equal(closes.items[0].reason, "reset");
+  assert.match(closes.items[0].detail, /ping/);
+  assert.equal(server.stats.ws!.protocolErrors, 0);
 });
 
 test("ws: a client that never reads is closed with 1008 once maxBuffered is queued", async () => {
@@ -487,7 +497,7 @@ test("ws: shutdown closes every open session with 1001 and finishes", async () =
   await assert.rejects(fetch(`http://127.0.0.1:${server.addr.port}/`));
 });
 
-test("ws: /events streams ws events and a TCP server's events pushed through feed.hooks()", async () => {
+test("ws: /events streams ws events and TCP/UDP servers' events pushed through feed.hooks()", async () => {
   await using server = serveWsEcho({ port: 0 });
   await using tcp = serveTcpEcho({ port: 0, ...server.feed!.hooks("tcp") });
   const viewer = await open(`${server.url}events`);
@@ -499,7 +509,9 @@ test("ws: /events streams ws events and a TCP server's events pushed through fee
     seen.push(m);
   });
   await seen.until((items) => items.some((m) => m.type === "stats"));
+  await using udp = await serveUdpEcho({ port: 0, ...server.feed!.hooks("udp") });
   await echoTcp("from tcp", { port: tcp.addr.port });
+  await echoUdp("a datagram\n", { port: udp.addr.port });
   await echoWs("from ws", { url: server.url });
   const events = () => seen.items.flatMap((m) => m.type === "events" ? m.events : []);
   await seen.until(() =>
@@ -510,12 +522,37 @@ test("ws: /events streams ws events and a TCP server's events pushed through fee
   assert.equal(tcpClose.bytes, "from tcp".length);
   assert.match(tcpClose.remote!, /^127\.0\.0\.1:\d+$/);
   assert.ok(events().some((e) => e.transport === "tcp" && e.kind === "connection"));
+  const datagram = events().find((e) => e.kind === "datagram")!;
+  assert.deepEqual([datagram.transport, datagram.bytes, datagram.preview], [
+    "udp",
+    11,
+    "a datagram.",
+  ]);
   // counters come too
   await seen.until(() =>
     seen.items.some((m) => m.type === "stats" && (m.stats?.ws?.messagesIn ?? 0) >= 1)
   );
   const done = closed(viewer);
   viewer.close();
+  await done;
+});
+
+test("ws: /events beyond maxViewers is closed with 1013 and counted; the echo is unaffected", async () => {
+  await using server = serveWsEcho({ port: 0, feed: new EventFeed({ maxViewers: 1 }) });
+  const first = await open(`${server.url}events`);
+  const hello = nextMessage(first);
+  assert.match((await hello).data.toString(), /"type":"hello"/);
+  const second = await open(`${server.url}events`);
+  assert.deepEqual(await closed(second), {
+    code: 1013,
+    reason: "too many live viewers; try again later",
+  });
+  assert.equal(server.stats.ws!.viewersRefused, 1);
+  assert.equal(server.feed!.viewers, 1);
+  assert.equal(server.stats.ws!.sessionsTotal, 0, "viewers are not echo sessions");
+  assert.equal((await echoWs("echo", { url: server.url })).reply, "echo");
+  const done = closed(first);
+  first.close();
   await done;
 });
 
