@@ -365,6 +365,25 @@ test("ws: plain HTTP gets the page at / and 426 elsewhere; bad handshakes get 40
   assert.equal((await echoWs("still here", { url: server.url })).reply, "still here");
 });
 
+test("ws: 100 stalled half-sent handshakes hold up nobody; the server still echoes", async () => {
+  await using server = serveWsEcho({ port: 0 });
+  const stalled = await Promise.all(Array.from({ length: 100 }, async () => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    await writeAll(conn, encoder.encode("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websoc"));
+    return conn;
+  }));
+  const { reply } = await echoWs("past the stalled ones", { url: server.url, timeout: 5000 });
+  assert.equal(reply, "past the stalled ones");
+  const ws = await open(server.url);
+  ws.send(new Uint8Array(70_000));
+  assert.equal((await nextMessage(ws)).data.length, 70_000);
+  const done = closed(ws);
+  ws.close();
+  await done;
+  for (const conn of stalled) conn.close();
+  assert.equal(server.stats.ws!.sessionsTotal, 2);
+});
+
 test("ws: the allow-list refuses others with 403 and counts them", async () => {
   const rejects = new Recorder<WsRejectInfo>();
   await using server = serveWsEcho({ port: 0, allow: ["10.0.0.0/8"], onReject: rejects.push });
