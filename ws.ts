@@ -816,8 +816,7 @@ export async function echoWs<T extends string | Uint8Array>(
   const client = options.tls?.caCerts?.length
     ? Deno.createHttpClient({ caCerts: options.tls.caCerts })
     : undefined;
-  const init = client ? { client } : undefined;
-  const socket = new WebSocket(url, init as unknown as string[]);
+  const socket = new WebSocket(url, client ? { client } : undefined);
   socket.binaryType = "arraybuffer";
   const { promise, resolve, reject } = Promise.withResolvers<WsEchoResult<T>>();
   let sent = 0;

@@ -8,7 +8,8 @@ import { CidrList } from "../cidr.ts";
 import { echoTcp, serveTcpEcho } from "../tcp.ts";
 import { echoUdp, serveUdpEcho } from "../udp.ts";
 import type { WsCloseInfo, WsRejectInfo } from "../ws.ts";
-import { echoWs, serveWsEcho } from "../ws.ts";
+import { echoWs, serveWsEcho, wsUrl } from "../ws.ts";
+import { EchoConnectionError, EchoMismatchError } from "../errors.ts";
 import { randomBytes, Recorder, ROOT } from "./_helpers.ts";
 
 /** One seed per run, named in failure messages so a failing run can be replayed. */
@@ -633,4 +634,48 @@ test("ws: wss:// with a certificate echoes to npm:ws and to echoWs", async () =>
   // untrusted: a one-line connection error
   await assert.rejects(echoWs("x", { url: server.url, timeout: 3000 }), /cannot reach wss:/);
   assert.throws(() => serveWsEcho({ port: 0, tls: { cert: "nope", key } }), TypeError);
+});
+
+test("ws: a port in use, bad limits and bad rules are one-line typed errors", async () => {
+  await using server = serveWsEcho({ port: 0 });
+  assert.throws(
+    () => serveWsEcho({ port: server.addr.port }),
+    (e: unknown) =>
+      e instanceof EchoConnectionError &&
+      /^cannot listen on tcp 127\.0\.0\.1:\d+: address already in use$/.test(e.message),
+  );
+  assert.throws(() => serveWsEcho({ port: 0, maxBuffered: 0 }), /maxBuffered must be/);
+  assert.throws(() => serveWsEcho({ port: 0, keepAlive: -1 }), /keepAlive must be/);
+  assert.throws(() => serveWsEcho({ port: 0, idleTimeout: -1 }), RangeError);
+  assert.throws(() => serveWsEcho({ port: 0, allow: ["10.0.0.0/33"] }), TypeError);
+  assert.throws(() => serveWsEcho({ port: 0, eventsFrom: ["nope"] }), TypeError);
+  assert.throws(() => wsUrl({ url: "http://x/" }), /not a WebSocket URL/);
+  assert.throws(() => wsUrl({ url: "ws://x/", port: 1 }), /either url or hostname/);
+  assert.equal(wsUrl({ hostname: "::1", port: 9, path: "/p" }), "ws://[::1]:9/p");
+});
+
+test("echoWs: a server that answers with another type or other bytes is a mismatch", async () => {
+  // A deliberately wrong echo server: text comes back as binary, binary comes back changed.
+  const wrong = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    socket.binaryType = "arraybuffer";
+    socket.onmessage = (e) =>
+      socket.send(typeof e.data === "string" ? encoder.encode(e.data) : new Uint8Array([9]));
+    return response;
+  });
+  try {
+    const url = `ws://127.0.0.1:${wrong.addr.port}/`;
+    await assert.rejects(
+      echoWs("text", { url }),
+      (e: unknown) =>
+        e instanceof EchoMismatchError && /binary message came back for a text one/.test(e.message),
+    );
+    await assert.rejects(
+      echoWs(new Uint8Array([1, 2]), { url }),
+      (e: unknown) => e instanceof EchoMismatchError && e.offset === 0,
+    );
+  } finally {
+    await wrong.shutdown();
+  }
+  await assert.rejects(echoWs("x", { port: wrong.addr.port, timeout: 2000 }), EchoConnectionError);
 });
