@@ -10,6 +10,9 @@
  * - UDP runs on `Deno.listenDatagram` when unstable net is on, and on `node:dgram` otherwise.
  * - TLS (`serveTcpEcho({ tls })`, clients' `tls` option) and Unix domain sockets
  *   ({@linkcode serveUnixEcho}, clients' `unix` option) share the TCP session loop.
+ * - {@linkcode serveWsEcho} is the WebSocket echo (RFC 6455, on `Deno.serve`) with a live page at
+ *   `GET /` (echo console, ping chart, the server's counters and events); {@linkcode echoWs}
+ *   echoes one message over it.
  * - {@linkcode runProbe} is the engine behind the client's ping and bench modes: latency histograms,
  *   loss, late replies, duplicates, reordering and jitter, against any echo server.
  * - Policies for exposed servers (allow-list, connection cap, idle timeout, UDP loop guard and rate
@@ -42,3 +45,4 @@ export * from "./types.ts";
 export * from "./tcp.ts";
 export * from "./udp.ts";
 export * from "./unix.ts";
+export * from "./ws.ts";

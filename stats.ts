@@ -20,13 +20,13 @@ export interface DropCounters {
 
 /** Counters kept by every echo server; the handle exposes them as `stats`. */
 export interface EchoStats {
-  /** TCP sessions open now. */
+  /** TCP (and WebSocket) sessions open now. */
   sessionsOpen: number;
-  /** TCP sessions accepted since start. */
+  /** TCP (and WebSocket) sessions accepted since start. */
   sessionsTotal: number;
-  /** Bytes received (TCP and UDP payloads). */
+  /** Bytes received (TCP and UDP payloads, WebSocket message payloads). */
   bytesIn: number;
-  /** Bytes echoed back (TCP and UDP payloads). */
+  /** Bytes echoed back (TCP and UDP payloads, WebSocket message payloads). */
   bytesOut: number;
   /** Datagrams received. */
   datagramsIn: number;
@@ -38,6 +38,41 @@ export interface EchoStats {
   dropped: DropCounters;
   /** What the UDP impairment stage did, when one runs. */
   impairment?: ImpairmentCounters;
+  /** The WebSocket echo's own share (also counted in the totals above), when one runs. */
+  ws?: WsCounters;
+}
+
+/**
+ * Counters of a WebSocket echo server. Its sessions and bytes are also in the {@linkcode EchoStats}
+ * totals, and its refusals in `dropped` (`acl`, `limit`, `idle`).
+ */
+export interface WsCounters {
+  /** WebSocket sessions open now. */
+  sessionsOpen: number;
+  /** WebSocket sessions accepted since start. */
+  sessionsTotal: number;
+  /** Messages received (text and binary). */
+  messagesIn: number;
+  /** Messages echoed back. */
+  messagesOut: number;
+  /** Payload bytes received (text counted as its UTF-8 bytes). */
+  bytesIn: number;
+  /** Payload bytes echoed back. */
+  bytesOut: number;
+  /** Sessions closed with 1009 for a message above the size cap. */
+  tooBig: number;
+  /** Sessions closed with 1008 because the client did not read its echoes (backpressure). */
+  slow: number;
+  /** Sessions the runtime failed for a protocol error (invalid UTF-8, bad frame, frame too large). */
+  protocolErrors: number;
+  /** Upgrade requests refused with 400 (bad key, version or method). */
+  badRequests: number;
+  /** Plain HTTP requests refused with 426 (the echo path needs a WebSocket). */
+  upgradeRequired: number;
+  /** Pages served (`GET /`). */
+  pages: number;
+  /** Live-view (`/events`) viewers refused (not loopback nor in `eventsFrom`, or too many). */
+  viewersRefused: number;
 }
 
 /** Counters of the UDP impairment stage. */
