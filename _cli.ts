@@ -228,14 +228,15 @@ export function renderHelp(spec: CliSpec, colors: Palette): string {
     return flag.type === "string" ? `${names} ${flag.arg ?? "VALUE"}` : names;
   });
   const width = Math.max(...labels.map((l) => l.length)) + 2;
-  let group: string | undefined = "";
+  // One section per group, in the order groups first appear, each holding all of its flags: a
+  // table that returns to a group later (e.g. --help after the transports) adds to its section.
+  const sections = new Map<string, string[]>();
   spec.flags.forEach((flag, i) => {
-    if (flag.group !== group) {
-      group = flag.group;
-      lines.push("", colors.bold(`${group ?? "Options"}:`));
-    }
-    lines.push(`  ${labels[i].padEnd(width)}${flag.description}`);
+    const heading = flag.group ?? "Options";
+    if (!sections.has(heading)) sections.set(heading, []);
+    sections.get(heading)!.push(`  ${labels[i].padEnd(width)}${flag.description}`);
   });
+  for (const [heading, rows] of sections) lines.push("", colors.bold(`${heading}:`), ...rows);
   lines.push("", colors.bold("Examples:"));
   for (const [command, comment] of spec.examples) {
     lines.push(`  ${command}`, `      ${colors.dim(comment)}`);

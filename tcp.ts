@@ -22,6 +22,7 @@ import { serveStreamListener } from "./_stream_server.ts";
 import { listenTcp } from "./_tcp_listen.ts";
 import { policyOf } from "./_policy.ts";
 import { firstDifference, listenError, toBytes } from "./_util.ts";
+import { connectAnyAddress } from "./_tcp_connect.ts";
 
 /**
  * Starts a TCP echo server (RFC 862): every byte is echoed, in order, until the client closes; when
@@ -198,12 +199,7 @@ export async function echoTcp(
       let received = 0;
       while (received < reply.length) {
         const n = await conn.read(reply.subarray(received));
-        if (n === null) {
-          throw new EchoMismatchError(
-            `${where} closed the connection after ${received} of ${data.length} bytes`,
-            { address, offset: received },
-          );
-        }
+        if (n === null) throw shortReply(where, address, data, reply.subarray(0, received));
         received += n;
       }
     })();
@@ -261,7 +257,7 @@ async function connectTcp(
 ): Promise<Deno.TcpConn> {
   const where = `tcp ${formatAddress(address)}`;
   try {
-    return await Deno.connect({ hostname: address.hostname, port: address.port, signal });
+    return await connectAnyAddress(address.hostname, address.port, { signal });
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
       throw error;
@@ -320,6 +316,49 @@ function clientAddress(options: TcpClientOptions): EchoAddress {
 function describeTarget(address: EchoAddress, options: TcpClientOptions): string {
   const transport = address.transport === "unix" ? "unix" : options.tls ? "tls" : "tcp";
   return `${transport} ${formatAddress(address)}`;
+}
+
+/**
+ * The error for a reply that ended before the whole message came back. What did arrive is compared
+ * first: bytes that differ are not "a short echo" (a TLS alert from a TLS port, a banner, an HTTP
+ * error), and the message says where they differ, with a hint when they look like a TLS record.
+ *
+ * @param where The target, for the message.
+ * @param address The target's address.
+ * @param sent The message.
+ * @param got What arrived before the end of stream.
+ * @returns The error to throw.
+ */
+function shortReply(
+  where: string,
+  address: EchoAddress,
+  sent: Uint8Array,
+  got: Uint8Array,
+): EchoMismatchError {
+  const offset = firstDifference(sent.subarray(0, got.length), got);
+  if (offset < 0 || offset >= got.length) {
+    return new EchoMismatchError(
+      `${where} closed the connection after ${got.length} of ${sent.length} bytes`,
+      { address, offset: got.length },
+    );
+  }
+  return new EchoMismatchError(
+    `reply from ${where} differs from the message at byte ${offset} (${got.length} of ` +
+      `${sent.length} bytes came back before it closed)${tlsHint(got)}`,
+    { address, offset },
+  );
+}
+
+/**
+ * A hint for a reply that starts like a TLS record (content type 20-23, version 3.x): a plain
+ * client talking to a TLS port gets an alert back.
+ *
+ * @param got The reply's first bytes.
+ * @returns `; is this a TLS port? try --tls` or nothing.
+ */
+function tlsHint(got: Uint8Array): string {
+  const looksTls = got.length >= 3 && got[0] >= 20 && got[0] <= 23 && got[1] === 3 && got[2] <= 4;
+  return looksTls ? "; it looks like a TLS record: is this a TLS port? try --tls" : "";
 }
 
 /**

@@ -348,6 +348,11 @@ test("cli: --help and --version exit 0 on both programs", async () => {
   assert.match(serverHelp, /Exit codes: 0 ok, 1 runtime failure, 2 usage error\./);
   assert.match(clientHelp, new RegExp(`^client\\.ts ${VERSION} — `));
   assert.match(clientHelp, /--stdin/);
+  // Each section heading once, however the flag table orders its groups.
+  for (const help of [serverHelp, clientHelp]) {
+    const headings = help.split("\n").filter((line) => /^\S.*:$/.test(line));
+    assert.deepEqual(headings, [...new Set(headings)], "a heading repeats");
+  }
   assert.match(
     serverVersion,
     new RegExp(`^server\\.ts ${VERSION} \\(deno \\d+\\.\\d+\\.\\d+\\)\\n$`),

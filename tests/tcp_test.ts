@@ -530,3 +530,30 @@ test("echoTcpStream: a window below one byte is a RangeError", async () => {
     RangeError,
   );
 });
+
+test("echoTcp: a reply that is not an echo is reported where it differs, not as short", async () => {
+  const { port, done } = rawServer(async (conn) => {
+    await readExactly(conn, 11);
+    await writeAll(conn, new TextEncoder().encode("BANNER!"));
+  });
+  await assert.rejects(echoTcp("Hello World", { port }), (error: unknown) => {
+    assert.ok(error instanceof EchoMismatchError, String(error));
+    assert.equal(error.offset, 0);
+    assert.match(error.message, /differs from the message at byte 0 \(7 of 11 bytes came back/);
+    assert.doesNotMatch(error.message, /TLS/);
+    return true;
+  });
+  await done;
+});
+
+test("echoTcp: a plain client against a TLS port is told it looks like TLS", async () => {
+  const cert = await Deno.readTextFile(new URL("./fixtures/tls_cert.pem", import.meta.url));
+  const key = await Deno.readTextFile(new URL("./fixtures/tls_key.pem", import.meta.url));
+  await using server = serveTcpEcho({ port: 0, tls: { cert, key } });
+  await assert.rejects(echoTcp("Hello World", { port: server.addr.port }), (error: unknown) => {
+    assert.ok(error instanceof EchoMismatchError, String(error));
+    assert.equal(error.offset, 0);
+    assert.match(error.message, /at byte 0 .*is this a TLS port\? try --tls/);
+    return true;
+  });
+});
