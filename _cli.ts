@@ -441,19 +441,48 @@ export function unixPermissionError(error: unknown, path: string): unknown {
 const printableText = new TextDecoder("utf-8", { fatal: true });
 
 /**
- * Shows received bytes for people: quoted text when printable, a hex dump otherwise.
+ * The bytes as text, when they are UTF-8 with no control characters but tab and line breaks.
+ *
+ * @example
+ * ```ts
+ * import { printable } from "./_cli.ts";
+ * console.log(printable(new Uint8Array([104, 105])), printable(new Uint8Array([0]))); // "hi" undefined
+ * ```
  *
  * @param data The bytes.
- * @param limit Bytes shown at most.
- * @returns One line of text, or several lines of hex dump.
+ * @returns The text, or undefined for binary data.
  */
-export function showBytes(data: Uint8Array, limit = 256): string {
+export function printable(data: Uint8Array): string | undefined {
   try {
     const text = printableText.decode(data);
     // deno-lint-ignore no-control-regex
-    if (!/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/.test(text)) return JSON.stringify(text);
+    return /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/.test(text) ? undefined : text;
   } catch {
-    // not UTF-8: fall through to hex
+    return undefined; // not UTF-8
+  }
+}
+
+/**
+ * Shows received bytes for people: quoted text when printable, a hex dump otherwise; either is cut
+ * after `limit` bytes (characters, for text) with a note of what was left out, so a 64 KiB reply
+ * is one readable line, not a screenful.
+ *
+ * @example
+ * ```ts
+ * import { showBytes } from "./_cli.ts";
+ * console.log(showBytes(new TextEncoder().encode("x".repeat(300)), 4)); // "xxxx" … (296 more bytes)
+ * ```
+ *
+ * @param data The bytes.
+ * @param limit Bytes (or characters) shown at most.
+ * @returns One line of text, or several lines of hex dump.
+ */
+export function showBytes(data: Uint8Array, limit = 256): string {
+  const text = printable(data);
+  if (text !== undefined) {
+    if (text.length <= limit) return JSON.stringify(text);
+    const rest = data.length - new TextEncoder().encode(text.slice(0, limit)).length;
+    return `${JSON.stringify(text.slice(0, limit))} … (${countOf(rest, "more byte")})`;
   }
   const lines: string[] = [];
   const shown = data.subarray(0, limit);
@@ -464,8 +493,44 @@ export function showBytes(data: Uint8Array, limit = 256): string {
       .join("");
     lines.push(`  ${offset.toString(16).padStart(8, "0")}  ${hex.padEnd(47)}  |${ascii}|`);
   }
-  if (data.length > limit) lines.push(`  … ${data.length - limit} more bytes`);
+  if (data.length > limit) lines.push(`  … ${countOf(data.length - limit, "more byte")}`);
   return `${data.length} bytes:\n${lines.join("\n")}`;
+}
+
+const integer = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+
+/**
+ * A whole number with thousands separators.
+ *
+ * @example
+ * ```ts
+ * import { formatCount } from "./_cli.ts";
+ * console.log(formatCount(1234567)); // "1,234,567"
+ * ```
+ *
+ * @param n The number.
+ * @returns `1,234,567`.
+ */
+export function formatCount(n: number): string {
+  return integer.format(n);
+}
+
+/**
+ * A count and its noun, singular or plural as the count asks: `1 byte`, `2 bytes`, `1,024 bytes`.
+ *
+ * @example
+ * ```ts
+ * import { countOf } from "./_cli.ts";
+ * console.log(countOf(1, "TCP session"), countOf(4096, "datagram")); // "1 TCP session" "4,096 datagrams"
+ * ```
+ *
+ * @param n The count.
+ * @param noun The singular.
+ * @param plural The plural, when it is not `noun` + "s".
+ * @returns The text.
+ */
+export function countOf(n: number, noun: string, plural = `${noun}s`): string {
+  return `${formatCount(n)} ${n === 1 ? noun : plural}`;
 }
 
 /**

@@ -5,7 +5,9 @@
  *
  * @module
  */
-import { formatBytes, JSON_SCHEMA, type Palette, showBytes } from "./_cli.ts";
+import { countOf, formatBytes, formatCount, JSON_SCHEMA, type Palette, showBytes } from "./_cli.ts";
+
+export { formatCount };
 import { formatDuration } from "./duration.ts";
 import { formatAddress } from "./errors.ts";
 import type { Histogram } from "./histogram.ts";
@@ -30,24 +32,6 @@ export interface RunDescription {
   count?: number;
   /** Warm-up in ms. */
   warmup?: number;
-}
-
-const integer = new Intl.NumberFormat("en", { maximumFractionDigits: 0 });
-
-/**
- * A whole number with thousands separators.
- *
- * @example
- * ```ts
- * import { formatCount } from "./_client_report.ts";
- * console.log(formatCount(1234567)); // "1,234,567"
- * ```
- *
- * @param n The number.
- * @returns `1,234,567`.
- */
-export function formatCount(n: number): string {
-  return integer.format(n);
 }
 
 /**
@@ -579,9 +563,9 @@ export function formatEchoReply(
 ): string {
   const where = `${transport} ${formatAddress(result.address)}`;
   const attempts = (result.attempts ?? 1) > 1 ? ` after ${result.attempts} attempts` : "";
-  return `reply from ${where}: ${showBytes(result.reply)} (${result.reply.length} bytes) time=${
-    colors.green(formatDuration(result.rtt))
-  }${attempts}`;
+  return `reply from ${where}: ${showBytes(result.reply)} (${
+    countOf(result.reply.length, "byte")
+  }) time=${colors.green(formatDuration(result.rtt))}${attempts}`;
 }
 
 /**

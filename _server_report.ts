@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { JSON_SCHEMA, type Palette, showBytes } from "./_cli.ts";
+import { countOf, JSON_SCHEMA, type Palette, printable, showBytes } from "./_cli.ts";
 import { formatAddress } from "./errors.ts";
 import type { EchoStats } from "./stats.ts";
 import type { EchoAddr, EchoHooks, ListenInfo, RejectInfo, UnixListenInfo } from "./types.ts";
@@ -87,9 +87,9 @@ export function describeReady(info: ListenInfo | UnixListenInfo): string {
  * @returns `{ text }` or `{ hex }`.
  */
 export function payload(data: Uint8Array): Record<string, string> {
-  const shown = showBytes(data);
-  return shown.startsWith('"')
-    ? { text: JSON.parse(shown) }
+  const text = printable(data);
+  return text !== undefined
+    ? { text }
     : { hex: Array.from(data, (b) => b.toString(16).padStart(2, "0")).join("") };
 }
 
@@ -101,12 +101,14 @@ export function payload(data: Uint8Array): Record<string, string> {
  * import { summary } from "./_server_report.ts";
  * import { createStats } from "./stats.ts";
  * console.log(summary(createStats())); // "0 TCP sessions, 0 datagrams, 0 bytes in, ..."
+console.log(summary({ ...createStats(), sessionsTotal: 1 }, "Unix")); // "1 Unix session, ..."
  * ```
  *
  * @param stats The counters.
+ * @param sessions What the stream sessions are: `TCP` (the default), `TLS` or `Unix`.
  * @returns The line.
  */
-export function summary(stats: EchoStats): string {
+export function summary(stats: EchoStats, sessions = "TCP"): string {
   const dropped = Object.entries(stats.dropped).filter(([, n]) => n > 0)
     .map(([reason, n]) => `${reason} ${n}`);
   const counters = stats.impairment;
@@ -114,8 +116,9 @@ export function summary(stats: EchoStats): string {
     ? (["dropped", "duplicated", "reordered", "delayed", "overflow"] as const)
       .filter((what) => counters[what] > 0).map((what) => `${what} ${counters[what]}`)
     : [];
-  return `${stats.sessionsTotal} TCP sessions, ${stats.datagramsIn} datagrams, ` +
-    `${stats.bytesIn} bytes in, ${stats.bytesOut} bytes out, ${stats.errors} errors` +
+  return `${countOf(stats.sessionsTotal, `${sessions} session`)}, ` +
+    `${countOf(stats.datagramsIn, "datagram")}, ${countOf(stats.bytesIn, "byte")} in, ` +
+    `${countOf(stats.bytesOut, "byte")} out, ${countOf(stats.errors, "error")}` +
     (dropped.length ? `; refused: ${dropped.join(", ")}` : "") +
     (impaired.length ? `; impairment: ${impaired.join(", ")}` : "");
 }
@@ -222,6 +225,8 @@ export class ServerReport {
   #options: ServerReportOptions;
   #writers: ReportWriters;
   #rejects?: RejectLines;
+  /** What the stream sessions are, for the summary: TCP, TLS or Unix (from the listeners). */
+  #sessions = "TCP";
 
   /**
    * @param options JSON or text, how much, colours.
@@ -243,14 +248,16 @@ export class ServerReport {
         emit(
           "suppressed",
           { transport, reason, count },
-          `refused ${count} more ${transport} ${
-            transport === "udp" ? "datagrams" : "connections"
+          `refused ${
+            countOf(count, `more ${transport} ${transport === "udp" ? "datagram" : "connection"}`)
           }: ${reason} (not shown one by one; the counters have them)`,
         ),
     );
     this.#rejects = rejects;
     this.hooks = {
-      onListen(info) {
+      onListen: (info) => {
+        if (info.transport === "unix") this.#sessions = "Unix";
+        else if (info.transport === "tcp" && info.secure) this.#sessions = "TLS";
         emit(
           "listening",
           { ...info },
@@ -282,7 +289,7 @@ export class ServerReport {
         emit(
           "close",
           { id, remote: peer(remoteAddr), bytes, duration_ms: duration, reason },
-          `closed #${id} ${peer(remoteAddr)}: ${bytes} bytes echoed in ${
+          `closed #${id} ${peer(remoteAddr)}: ${countOf(bytes, "byte")} echoed in ${
             duration.toFixed(1)
           }ms (${reason})`,
         ),
@@ -296,7 +303,9 @@ export class ServerReport {
           },
           verbose
             ? `received from ${formatAddress(remoteAddr)} (udp): ${showBytes(data)}`
-            : `datagram from ${colors.cyan(formatAddress(remoteAddr))}: ${data.length} bytes`,
+            : `datagram from ${colors.cyan(formatAddress(remoteAddr))}: ${
+              countOf(data.length, "byte")
+            }`,
         ),
       onReject: rejects && ((info) => rejects.add(info)),
       onError: (error) => {
@@ -335,7 +344,7 @@ export class ServerReport {
    * @param stats The counters.
    */
   stats(stats: EchoStats): void {
-    this.emit("stats", { stats }, `stats: ${summary(stats)}`);
+    this.emit("stats", { stats }, `stats: ${summary(stats, this.#sessions)}`);
   }
 
   /**
@@ -345,7 +354,8 @@ export class ServerReport {
    */
   stopped(stats: EchoStats): void {
     this.#rejects?.flush();
-    if (!this.#options.quiet) this.emit("stopped", { stats }, `stopped: ${summary(stats)}`);
+    // Even quiet: the summary at exit is what a quiet user still wants (as `ping -q` prints it).
+    this.emit("stopped", { stats }, `stopped: ${summary(stats, this.#sessions)}`);
   }
 
   #warn(level: string, text: string): void {

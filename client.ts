@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { onShutdownSignals } from "./_cli_signals.ts";
 import {
   type CliSpec,
   EXIT_FAILURE,
@@ -336,16 +337,11 @@ function positiveDuration(text: string, flag: string): number {
 /** Runs `body` with an abort signal that the first Ctrl-C fires; a second one exits at once. */
 async function interruptible<T>(body: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const controller = new AbortController();
-  const onInterrupt = () => {
-    if (controller.signal.aborted) Deno.exit(130);
-    controller.abort();
-  };
-  Deno.addSignalListener("SIGINT", onInterrupt);
-  try {
-    return await body(controller.signal);
-  } finally {
-    Deno.removeSignalListener("SIGINT", onInterrupt);
-  }
+  using _signals = onShutdownSignals({
+    graceful: () => controller.abort(),
+    immediate: () => Deno.exit(130),
+  }, ["SIGINT"]);
+  return await body(controller.signal);
 }
 
 /** Ping and bench succeed when something came back and nothing came back altered. */

@@ -13,6 +13,7 @@
  */
 import {
   type CliSpec,
+  countOf,
   EXIT_FAILURE,
   EXIT_OK,
   flagTable,
@@ -32,9 +33,17 @@ import {
 } from "./_cli.ts";
 import { isLoopback } from "./cidr.ts";
 import { serveEcho, validateServeOptions } from "./serve.ts";
-import type { EchoAddr, EchoImpairOptions, ServeEchoOptions, TlsServerOptions } from "./types.ts";
+import {
+  DEFAULT_GRACE_PERIOD,
+  type EchoAddr,
+  type EchoImpairOptions,
+  type ServeEchoOptions,
+  type TlsServerOptions,
+} from "./types.ts";
 import { createStats } from "./stats.ts";
+import { formatDuration } from "./duration.ts";
 import { ServerReport } from "./_server_report.ts";
+import { onShutdownSignals } from "./_cli_signals.ts";
 
 const TRANSPORTS = "Transports (TCP only: no UDP with these)";
 const IMPAIR = "Impairment (UDP; on TCP only --delay and --bandwidth: the kernel retransmits)";
@@ -55,7 +64,7 @@ const SPEC: CliSpec = {
       "udp": "serve UDP only",
       "once": "serve one exchange (one TCP session or one datagram), then exit",
       "verbose -v": "show each received message (text, or a hex dump)",
-      "quiet -q": "no per-event lines",
+      "quiet -q": "no per-event lines (the summary at exit still prints)",
       "json": "one JSON object per event line",
       "help -h": "show this help",
       "version -V": "show the version",
@@ -119,7 +128,8 @@ const SPEC: CliSpec = {
   ],
   notes: [
     "Events go to stdout, warnings and errors to stderr. SIGINT or SIGTERM shuts down gracefully\n" +
-    "(open TCP sessions get a few seconds to finish); a second signal exits at once. SIGUSR2 prints\n" +
+    "(open TCP sessions get a few seconds to finish); a second signal exits at once (one Ctrl-C\n" +
+    "that a task runner forwards as well counts once). SIGUSR2 prints\n" +
     "the counters (not SIGUSR1: Deno 2.9 opens a debugger on 127.0.0.1:9229 on SIGUSR1). Durations: 250ms, 10s, 2m (a bare number is milliseconds).",
     "Refusal lines (refused ...) are limited to 10 a second for each transport and reason; the\n" +
     "rest are summed up in one line a second, and the counters have every one.",
@@ -251,22 +261,6 @@ function validate(options: ServeEchoOptions<EchoAddr>): ReturnType<typeof valida
   }
 }
 
-/** Ctrl-C and SIGTERM shut down gracefully; a second one exits at once. */
-function onShutdownSignals(controller: AbortController): void {
-  let signals = 0;
-  const onSignal = () => {
-    if (++signals > 1) Deno.exit(EXIT_FAILURE);
-    controller.abort();
-  };
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    try {
-      Deno.addSignalListener(signal, onSignal);
-    } catch {
-      // SIGTERM cannot be listened for on Windows
-    }
-  }
-}
-
 async function main(): Promise<number> {
   const { values, positionals } = parseFlags(SPEC, Deno.args);
   if (values.help) {
@@ -298,7 +292,21 @@ async function main(): Promise<number> {
     ...report.hooks,
   };
   const check = validate(full);
-  onShutdownSignals(controller);
+  // Ctrl-C and SIGTERM shut down gracefully; a second one (not the same Ctrl-C forwarded by a
+  // task runner) exits at once.
+  onShutdownSignals({
+    graceful: () => {
+      const open = stats.sessionsOpen;
+      if (open > 0) {
+        report.notice(
+          `shutting down: ${countOf(open, "open session")} ${open === 1 ? "has" : "have"} ` +
+            `${formatDuration(DEFAULT_GRACE_PERIOD)} to finish (Ctrl-C again to exit now)`,
+        );
+      }
+      controller.abort();
+    },
+    immediate: () => Deno.exit(EXIT_FAILURE),
+  });
   const { transport, hostname, path } = full;
   if (serveOptions.maxConnections === undefined && transport !== "udp") {
     if (check.maxConnectionsLowered) {

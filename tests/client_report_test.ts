@@ -4,6 +4,7 @@ import {
   formatBenchHeader,
   formatBenchSummary,
   formatCount,
+  formatEchoReply,
   formatMegabytes,
   formatMicros,
   formatPingHeader,
@@ -245,4 +246,15 @@ Deno.test("probeJson: flat, loadgen-compatible names, schema version, null for n
   assert.equal(empty.ok, false);
   assert.equal(empty.p50_us, null);
   assert.equal(empty.rate, null);
+});
+
+Deno.test("formatEchoReply: one byte is singular; a long reply is cut to one line with the rest counted", () => {
+  const address = { hostname: "127.0.0.1", port: 7, transport: "tcp" as const };
+  const colors = paletteFor({ isTerminal: () => false });
+  const one = formatEchoReply({ reply: new Uint8Array([0x61]), rtt: 1, address }, "tcp", colors);
+  assert.match(one, /: "a" \(1 byte\) time=/);
+  const long = new TextEncoder().encode("y".repeat(65_536));
+  const line = formatEchoReply({ reply: long, rtt: 1, address }, "tcp", colors);
+  assert.ok(line.length < 400, `${line.length} characters`);
+  assert.match(line, /"y{256}" … \(65,280 more bytes\) \(65,536 bytes\) time=/);
 });

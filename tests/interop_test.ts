@@ -189,8 +189,8 @@ for (const transport of ["tcp", "udp"] as const) {
     assert.match(
       lines.at(-1)!,
       transport === "tcp"
-        ? /^stopped: 1 TCP sessions, 0 datagrams, 11 bytes in, 11 bytes out, 0 errors$/
-        : /^stopped: 0 TCP sessions, 1 datagrams, 11 bytes in, 11 bytes out, 0 errors$/,
+        ? /^stopped: 1 TCP session, 0 datagrams, 11 bytes in, 11 bytes out, 0 errors$/
+        : /^stopped: 0 TCP sessions, 1 datagram, 11 bytes in, 11 bytes out, 0 errors$/,
     );
   }, { ignore });
 }

@@ -280,7 +280,7 @@ test("cli: refusals by reason in the event lines, on SIGUSR2 (stats:) and in the
     server.child.kill("SIGUSR2");
     const expected = `refused: limit 1, idle 1, rate ${refused}`;
     const { input: stats } = await within(server.stdout.waitFor(/^stats: /), "the stats line");
-    assert.match(stats, /^stats: 1 TCP sessions, 8 datagrams, /);
+    assert.match(stats, /^stats: 1 TCP session, 8 datagrams, /);
     assert.ok(stats.endsWith(expected), stats);
     const { code, lines, stderr } = await stopServer(server);
     assert.equal(code, 0, stderr);

@@ -51,7 +51,7 @@ Deno.test("ServerReport: text lines for every event, the counters at the end", (
     "connection #1 from 127.0.0.1:40000",
     "closed #1 127.0.0.1:40000: 11 bytes echoed in 2.3ms (eof)",
     "datagram from 127.0.0.1:40000: 3 bytes",
-    "stopped: 1 TCP sessions, 0 datagrams, 0 bytes in, 0 bytes out, 0 errors",
+    "stopped: 1 TLS session, 0 datagrams, 0 bytes in, 0 bytes out, 0 errors",
   ]);
   assert.deepEqual(err, []);
 });
@@ -74,7 +74,7 @@ Deno.test("ServerReport: --json lines carry the schema, the event and the time",
   ]);
 });
 
-Deno.test("ServerReport: quiet leaves out per-event lines and the stopped line, not warnings", () => {
+Deno.test("ServerReport: quiet leaves out per-event lines, not warnings or the stopped summary", () => {
   const { report, out, err } = record({ quiet: true });
   for (const hook of ["onConnection", "onClose", "onDatagram", "onReject", "onData"] as const) {
     assert.equal(report.hooks[hook], undefined, hook);
@@ -83,7 +83,10 @@ Deno.test("ServerReport: quiet leaves out per-event lines and the stopped line, 
   report.hooks.onError!(new EchoError("send failed"));
   report.notice("reachable from the network");
   report.stopped(createStats());
-  assert.deepEqual(out, ["listening udp 127.0.0.1:7"]);
+  assert.deepEqual(out, [
+    "listening udp 127.0.0.1:7",
+    "stopped: 0 TCP sessions, 0 datagrams, 0 bytes in, 0 bytes out, 0 errors",
+  ]);
   assert.deepEqual(err, [
     "note: UDP runs on node:dgram; run with --unstable-net to use Deno.listenDatagram",
     "server.ts: warning: send failed",
@@ -124,4 +127,35 @@ Deno.test("summary, peer, describeReady, payload: the pieces of the lines", () =
     "tcp 127.0.0.1:1",
   );
   assert.deepEqual(payload(new Uint8Array([0, 255])), { hex: "00ff" });
+});
+
+Deno.test("ServerReport: counts are singular for one, with thousands separators, and name Unix and TLS sessions", () => {
+  const stats = {
+    ...createStats(),
+    sessionsTotal: 1,
+    datagramsIn: 1,
+    bytesIn: 1,
+    bytesOut: 12_345,
+    errors: 1,
+  };
+  assert.equal(
+    summary(stats),
+    "1 TCP session, 1 datagram, 1 byte in, 12,345 bytes out, 1 error",
+  );
+  for (
+    const [info, noun] of [
+      [{ transport: "unix", path: "/tmp/e.sock" }, "Unix session"],
+      [{ transport: "tcp", hostname: "127.0.0.1", port: 7, secure: true }, "TLS session"],
+    ] as const
+  ) {
+    const { report, out } = record();
+    report.hooks.onListen!(info);
+    report.hooks.onClose!({ id: 1, remoteAddr: client, bytes: 1, duration: 1, reason: "eof" });
+    report.stopped(stats);
+    assert.match(out.at(-2)!, /: 1 byte echoed in /);
+    assert.equal(
+      out.at(-1),
+      `stopped: 1 ${noun}, 1 datagram, 1 byte in, 12,345 bytes out, 1 error`,
+    );
+  }
 });
