@@ -530,6 +530,31 @@ Deno.test("fuzz: random and mutated headers always give a clear result", () => {
   assert.ok(performance.now() - started < 60_000, "parsing is bounded");
 });
 
+Deno.test("fuzz: any chunking of header + data reads the same header and keeps every byte", async () => {
+  const seed = randomSeed();
+  const random = new Random(seed);
+  for (let i = 0; i < 400; i++) {
+    const header = encodeProxyHeader(ROUND_TRIPS[i % ROUND_TRIPS.length]);
+    const data = randomBytes(randomInt(random, 0, 5000), random);
+    const stream = concat(header, data);
+    let offset = 0;
+    // A peer that hands out the stream in random pieces (at most what the reader asks for).
+    const source: ProxyHeaderSource = {
+      read(buffer) {
+        if (offset === stream.length) return Promise.resolve(null);
+        const n = Math.min(buffer.length, stream.length - offset, randomInt(random, 1, 64));
+        buffer.set(stream.subarray(offset, offset + n));
+        offset += n;
+        return Promise.resolve(n);
+      },
+    };
+    const read = await readProxyHeader(source, { timeout: 10_000 });
+    const label = `seed ${seed}, case ${i}`;
+    assert.deepEqual(read.header, done(parseProxyHeader(header)), label);
+    assert.deepEqual(concat(read.rest, stream.subarray(offset)), data, label);
+  }
+});
+
 // ---------------------------------------------------------------------------------------------
 // Reading off a real loopback connection
 
@@ -616,6 +641,28 @@ test("readProxyHeader: too slow a header times out, and the connection can be cu
   assert.ok(performance.now() - started >= 290, "waited the whole timeout");
   assert.equal(error.address?.hostname, "127.0.0.1");
   conns.server.close(); // ends the read left pending
+});
+
+test("readProxyHeader: the timeout bounds the whole header, not the gap between bytes", async () => {
+  using conns = await pair();
+  const header = text("PROXY TCP4 192.0.2.1 192.0.2.2 1 2\r\n");
+  const reading = readProxyHeader(conns.server, { timeout: 600 });
+  const started = performance.now();
+  let sent = 0;
+  // A slowloris: a byte every 100 ms keeps the connection busy but never finishes in time.
+  let refusedAt: number | undefined;
+  const mark = () => refusedAt = performance.now();
+  reading.then(mark, mark);
+  while (refusedAt === undefined && sent < header.length) {
+    await conns.client.write(header.subarray(sent, sent + 1));
+    sent++;
+    await new Promise((resolve) => setTimeout(resolve, 100)); // the pacing under test
+  }
+  const error = await refusal(reading);
+  assert.equal(error.reason, "timeout");
+  assert.ok(sent < header.length, `refused before the header was complete (${sent} bytes sent)`);
+  assert.ok(performance.now() - started >= 590);
+  conns.server.close();
 });
 
 test("readProxyHeader: an abort ends the wait as `closed`", async () => {
