@@ -732,6 +732,35 @@ export async function readProxyHeader(
   }
 }
 
+/**
+ * The client a connection stands for: the header's source when it has one, else (`LOCAL`,
+ * `UNKNOWN`, Unix or unspecified families) the socket's own peer. Only call it for a header read
+ * from a trusted peer ({@linkcode readProxyHeader} checks).
+ *
+ * @example
+ * ```ts
+ * import { parseProxyHeader, proxiedAddress } from "./proxy_protocol.ts";
+ *
+ * const peer: Deno.NetAddr = { transport: "tcp", hostname: "127.0.0.1", port: 50000 };
+ * const result = parseProxyHeader(new TextEncoder().encode("PROXY TCP4 192.0.2.7 192.0.2.1 4000 7\r\n"));
+ * if (result.status === "done") console.log(proxiedAddress(peer, result.header));
+ * // { transport: "tcp", hostname: "192.0.2.7", port: 4000 }
+ * ```
+ *
+ * @param peer The socket's peer address (the balancer).
+ * @param header The header it sent.
+ * @returns The address to use for events, allow-lists, limits and counters.
+ */
+export function proxiedAddress<A extends Deno.Addr>(
+  peer: A,
+  header: ProxyHeader,
+): A | Deno.NetAddr {
+  if (!header.source) return peer;
+  // The client used the socket's transport (a Unix socket's peer stands for a TCP client).
+  const transport = peer.transport === "udp" ? "udp" : "tcp";
+  return { transport, hostname: header.source.hostname, port: header.source.port };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Encoding
 

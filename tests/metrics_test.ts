@@ -3,6 +3,7 @@ import { EchoConnectionError } from "../errors.ts";
 import {
   HealthState,
   METRICS_CONTENT_TYPE,
+  parseHostPort,
   renderMetrics,
   serveMetrics,
   VERSION,
@@ -371,4 +372,52 @@ test("serveMetrics: an abort signal stops it; shutdown and dispose may both run"
   const other = serveMetrics({ port: 0, stats: createStats() });
   await other.shutdown();
   await other[Symbol.asyncDispose]();
+});
+
+Deno.test("parseHostPort: HOST:PORT, [IPv6]:PORT, bare PORT; anything else a one-line error", () => {
+  assert.deepEqual(parseHostPort("127.0.0.1:9101"), { hostname: "127.0.0.1", port: 9101 });
+  assert.deepEqual(parseHostPort("localhost:0"), { hostname: "localhost", port: 0 });
+  assert.deepEqual(parseHostPort("[::1]:65535"), { hostname: "::1", port: 65535 });
+  assert.deepEqual(parseHostPort("9101"), { hostname: "127.0.0.1", port: 9101 });
+  assert.deepEqual(parseHostPort("9101", "::1"), { hostname: "::1", port: 9101 });
+  for (
+    const bad of [
+      "",
+      " 1",
+      "host",
+      "host:",
+      ":9101",
+      "::1:9101",
+      "[::1]",
+      "[::1]9101",
+      "h:65536",
+      "h:09",
+      "h:-1",
+      "h:1.5",
+    ]
+  ) {
+    assert.throws(() => parseHostPort(bad), (error: Error) => {
+      assert.ok(error instanceof TypeError, bad);
+      assert.match(error.message, /^invalid address .*\(expected HOST:PORT\)$/, bad);
+      return true;
+    });
+  }
+});
+
+test("HealthState.drainFor: draining at once, resolves after the period or on abort", async () => {
+  const health = new HealthState();
+  const started = performance.now();
+  const waiting = health.drainFor(200);
+  assert.equal(health.state, "draining", "503 from the first moment");
+  await waiting;
+  assert.ok(performance.now() - started >= 195, "served through the whole period");
+  const again = new HealthState();
+  const controller = new AbortController();
+  const long = again.drainFor(60_000, { signal: controller.signal });
+  controller.abort(); // a second signal: stop waiting
+  await long;
+  assert.equal(again.draining, true);
+  await new HealthState().drainFor(0);
+  assert.throws(() => new HealthState().drainFor(-1), RangeError);
+  assert.throws(() => new HealthState().drainFor(Infinity), RangeError);
 });

@@ -6,6 +6,7 @@ import {
   encodeProxyHeader,
   isTrustedProxyPeer,
   parseProxyHeader,
+  proxiedAddress,
   PROXY_REFUSAL_REASONS,
   PROXY_V1_MAX_LENGTH,
   PROXY_V2_SIGNATURE,
@@ -317,6 +318,26 @@ Deno.test("v2: TLVs are returned, walked to the end, and CRC32C is verified", ()
     refused(parseProxyHeader(v2(0x21, 0x11, [...addr, 0x03, 0, 2, 1, 2]))).reason,
     "malformed",
   );
+});
+
+Deno.test("proxiedAddress: the header's source, or the socket's peer when it has none", () => {
+  const peer: Deno.NetAddr = { transport: "tcp", hostname: "127.0.0.1", port: 50000 };
+  const proxied = done(parseProxyHeader(encodeProxyHeader({
+    version: 2,
+    source: { hostname: "2001:db8::9", port: 4000 },
+    destination: { hostname: "2001:db8::1", port: 7 },
+  })));
+  assert.deepEqual(proxiedAddress(peer, proxied), {
+    transport: "tcp",
+    hostname: "2001:db8::9",
+    port: 4000,
+  });
+  const local = done(parseProxyHeader(encodeProxyHeader({ version: 2 })));
+  assert.equal(proxiedAddress(peer, local), peer);
+  const unknown = done(parseProxyHeader(text("PROXY UNKNOWN\r\n")));
+  assert.equal(proxiedAddress(peer, unknown), peer);
+  const unix: Deno.UnixAddr = { transport: "unix", path: "/tmp/echo.sock" };
+  assert.equal(proxiedAddress(unix, proxied).transport, "tcp");
 });
 
 // ---------------------------------------------------------------------------------------------
