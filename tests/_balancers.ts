@@ -44,6 +44,11 @@ export interface BalancerOptions {
   proxyProtocol?: boolean;
   /** nginx only: `proxy_half_close` (default on, as the recipe has it). */
   halfClose?: boolean;
+  /**
+   * HAProxy only: the frontend expects a PROXY header itself (`accept-proxy`), as when chained
+   * behind another balancer; for testing what a client sends.
+   */
+  acceptProxy?: boolean;
 }
 
 /** A running balancer. */
@@ -164,7 +169,12 @@ export interface RenderOptions extends BalancerOptions {
  */
 export function renderHaproxyConfig(recipe: string, options: RenderOptions): string {
   let config = recipe;
-  config = replaceOne(config, /bind 127\.0\.0\.1:7000\b/, `bind 127.0.0.1:${options.port}`, "bind");
+  config = replaceOne(
+    config,
+    /bind 127\.0\.0\.1:7000\b/,
+    `bind 127.0.0.1:${options.port}${options.acceptProxy ? " accept-proxy" : ""}`,
+    "bind",
+  );
   config = replaceOne(config, /pidfile \S+/, `pidfile ${options.dir}/haproxy.pid`, "pidfile");
   config = replaceOne(
     config,

@@ -7,7 +7,12 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { HealthState, serveMetrics } from "../metrics.ts";
-import { type ProxyHeader, readProxyHeader } from "../proxy_protocol.ts";
+import {
+  encodeProxyHeader,
+  type ProxyHeader,
+  type ProxyHeaderInit,
+  readProxyHeader,
+} from "../proxy_protocol.ts";
 import { serveEcho } from "../serve.ts";
 import { createStats } from "../stats.ts";
 import type { EchoServer } from "../serve.ts";
@@ -441,3 +446,82 @@ test("nginx as written (proxy_protocol on): v1 headers parse, real client seen",
     await Promise.all(instances.map((i) => i.stop()));
   }
 }, { ignore: Boolean(NO_NGINX) });
+
+test(
+  "HAProxy accept-proxy takes our encoder's v1 and v2 headers and relays the client they name",
+  async () => {
+    const instances = proxiedInstances();
+    let balancer: Balancer | undefined;
+    try {
+      const haproxy = await startHaproxy({
+        backends: instances.map((i) => ({ port: i.port, checkPort: i.metrics.addr.port })),
+        acceptProxy: true,
+      });
+      balancer = haproxy;
+      await haproxy.waitForStates((s) => ["echo1", "echo2", "echo3"].every((n) => s[n] === "UP"));
+      const random = new Random(randomSeed());
+      const sent: ProxyHeaderInit[] = [
+        {
+          version: 1,
+          source: { hostname: "203.0.113.7", port: 40001 },
+          destination: { hostname: "198.51.100.1", port: 7 },
+        },
+        {
+          version: 1,
+          source: { hostname: "2001:db8::7", port: 40002 },
+          destination: { hostname: "2001:db8::1", port: 7 },
+        },
+        {
+          version: 2,
+          source: { hostname: "203.0.113.8", port: 40003 },
+          destination: { hostname: "198.51.100.1", port: 7 },
+        },
+        {
+          version: 2,
+          source: { hostname: "2001:db8::8", port: 40004 },
+          destination: { hostname: "2001:db8::1", port: 7 },
+          tlvs: [{ type: 0x05, value: new TextEncoder().encode("id-1") }],
+          crc32c: true,
+        },
+      ];
+      for (const init of sent) {
+        const data = randomBytes(randomInt(random, 1, 4000), random);
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: haproxy.port });
+        try {
+          // Header and data in one write, as a balancer sends them.
+          await conn.write(new Uint8Array(Buffer.concat([encodeProxyHeader(init), data])));
+          const received = new Uint8Array(data.length);
+          for (let got = 0; got < data.length;) {
+            const n = await conn.read(received.subarray(got));
+            assert.ok(n !== null, `${JSON.stringify(init)}: HAProxy closed the connection`);
+            got += n;
+          }
+          assert.equal(Buffer.compare(received, data), 0);
+        } finally {
+          conn.close();
+        }
+      }
+      // HAProxy relayed (send-proxy-v2) exactly the clients our headers named.
+      const relayed = instances.flatMap((i) => i.headers).map((h) => h.source);
+      assert.deepEqual(
+        new Set(relayed.map((s) => `${s?.hostname} ${s?.port}`)),
+        new Set(sent.map((i) => `${i.source!.hostname} ${i.source!.port}`)),
+      );
+      // A broken header: HAProxy drops the connection, nothing reaches an instance.
+      const before = instances.reduce((n, i) => n + i.headers.length, 0);
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: haproxy.port });
+      try {
+        await conn.write(new TextEncoder().encode("PROXY TCP4 1.2.3.4 5.6.7.8 1\r\nhello"));
+        const n = await conn.read(new Uint8Array(16)).catch(() => null);
+        assert.equal(n, null, "no echo for a malformed header");
+      } finally {
+        conn.close();
+      }
+      assert.equal(instances.reduce((n, i) => n + i.headers.length, 0), before);
+    } finally {
+      await balancer?.stop();
+      await Promise.all(instances.map((i) => i.stop()));
+    }
+  },
+  { ignore: Boolean(NO_HAPROXY) },
+);
