@@ -320,7 +320,11 @@ function parseV1(bytes: Uint8Array): ProxyParseResult {
     }
   }
   // Only printable ASCII up to `end` (or `scan`) from here on, so bytes map 1:1 to chars.
-  const text = String.fromCharCode(...bytes.subarray(0, end >= 0 ? end : stop));
+  // (apply, not a spread: a spread walks the typed array's iterator, 10x slower here)
+  const text = String.fromCharCode.apply(
+    null,
+    bytes.subarray(0, end >= 0 ? end : stop) as unknown as number[],
+  );
   const early = checkV1Prefix(text);
   if (early) return early;
   if (end < 0) {
