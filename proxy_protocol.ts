@@ -371,6 +371,11 @@ function checkV1Prefix(text: string): ProxyParseResult | undefined {
 }
 
 function parseV1Line(line: string, headerLength: number): ProxyParseResult {
+  if (!line.startsWith(V1_PREFIX)) {
+    return line.startsWith("PROXY")
+      ? refuse("malformed", "PROXY v1 line: expected one space after PROXY")
+      : refuse("signature", "not a PROXY protocol header");
+  }
   if (line === "PROXY UNKNOWN" || line.startsWith("PROXY UNKNOWN ")) {
     return {
       status: "done",

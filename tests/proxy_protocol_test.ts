@@ -132,6 +132,9 @@ Deno.test("v1: IPv6 text forms are canonicalised; mapped IPv4 is kept as IPv6", 
 Deno.test("v1: every deviation from the format is refused with its reason", () => {
   const cases: [string, ProxyRefusalReason][] = [
     ["GET / HTTP/1.1\r\n", "signature"],
+    ["PROX\r\n", "signature"],
+    ["PROXY\r\n", "malformed"],
+    ["PROXY \r\n", "unsupported"],
     ["proxy TCP4 1.2.3.4 5.6.7.8 1 2\r\n", "signature"],
     ["PROXZ TCP4 1.2.3.4 5.6.7.8 1 2\r\n", "signature"],
     ["PROXY\tTCP4 1.2.3.4 5.6.7.8 1 2\r\n", "malformed"],
