@@ -49,6 +49,11 @@ export interface BalancerOptions {
    * behind another balancer; for testing what a client sends.
    */
   acceptProxy?: boolean;
+  /**
+   * The frontend port to try first (default: a free one). For testing the retry: a port taken
+   * by someone else makes the start retry on fresh free ports.
+   */
+  firstPort?: number;
 }
 
 /** A running balancer. */
@@ -318,6 +323,7 @@ async function stopChild(started: Started, dir: string): Promise<void> {
 
 async function start<T extends Balancer>(
   kind: "haproxy" | "nginx",
+  firstPort: number | undefined,
   launch: (port: number, dir: string) => { config: string; args: string[]; ready: RegExp },
   extend: (base: Balancer, dir: string) => T,
 ): Promise<T> {
@@ -326,7 +332,7 @@ async function start<T extends Balancer>(
   let lastLog: string[] = [];
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
     const dir = await Deno.makeTempDir({ prefix: `echo-${kind}-` });
-    const port = freePort();
+    const port = attempt === 0 && firstPort !== undefined ? firstPort : freePort();
     const { config, args, ready } = launch(port, dir);
     await Deno.writeTextFile(`${dir}/${kind}.conf`, config);
     const started = await spawnUntilReady(kind, args, ready);
@@ -367,7 +373,7 @@ async function start<T extends Balancer>(
  */
 export async function startHaproxy(options: BalancerOptions): Promise<HaproxyBalancer> {
   const recipe = await Deno.readTextFile(`${DEPLOY}haproxy.cfg`);
-  return await start("haproxy", (port, dir) => ({
+  return await start("haproxy", options.firstPort, (port, dir) => ({
     config: renderHaproxyConfig(recipe, { ...options, port, dir }),
     args: ["-W", "-db", "-f", `${dir}/haproxy.conf`],
     ready: /Loading success/,
@@ -438,7 +444,7 @@ export async function haproxyServerStates(path: string): Promise<Record<string, 
 export async function startNginx(options: BalancerOptions): Promise<Balancer> {
   const recipe = await Deno.readTextFile(`${DEPLOY}nginx.conf`);
   const module = nginxStreamModule()!;
-  return await start("nginx", (port, dir) => ({
+  return await start("nginx", options.firstPort, (port, dir) => ({
     config: renderNginxConfig(recipe, { ...options, port, dir }, module),
     args: ["-c", `${dir}/nginx.conf`, "-p", dir, "-e", "stderr", "-g", "daemon off;"],
     ready: /start worker process/,

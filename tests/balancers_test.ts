@@ -525,3 +525,26 @@ test(
   },
   { ignore: Boolean(NO_HAPROXY) },
 );
+
+test("a balancer whose port was taken meanwhile starts again on a fresh one", async () => {
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const firstPort = (taken.addr as Deno.NetAddr).port;
+  const servers = await threeInstances();
+  try {
+    for (
+      const start of [NO_HAPROXY ? undefined : startHaproxy, NO_NGINX ? undefined : startNginx]
+    ) {
+      if (!start) continue;
+      await using balancer = await start({
+        backends: servers.map((s) => ({ port: s.addr.port })),
+        proxyProtocol: false,
+        firstPort,
+      });
+      assert.notEqual(balancer.port, firstPort);
+      const { reply } = await echoTcp("through", { port: balancer.port, timeout: 10_000 });
+      assert.equal(new TextDecoder().decode(reply), "through");
+    }
+  } finally {
+    await stopAll(servers);
+  }
+}, { ignore: Boolean(NO_HAPROXY && NO_NGINX) });
