@@ -480,3 +480,58 @@ export function isBroadcastOrMulticast(address: string): boolean {
   const kind = classifyAddress(address);
   return kind === "broadcast" || kind === "multicast";
 }
+
+/**
+ * The bytes of an IP literal in network order: 4 for dotted IPv4, 16 for IPv6 text (an
+ * IPv4-mapped address written as IPv6 stays 16 bytes). The inverse of {@linkcode ipFromBytes},
+ * for wire formats that carry raw addresses (the PROXY protocol's version 2).
+ *
+ * @param text An IPv4 or IPv6 literal, without brackets or zone id.
+ * @returns The address bytes, or `undefined` when the text is not such a literal. Never throws.
+ *
+ * @example
+ * ```ts
+ * import { ipToBytes } from "./cidr.ts";
+ *
+ * console.log(ipToBytes("192.0.2.1")); // Uint8Array(4) [ 192, 0, 2, 1 ]
+ * console.log(ipToBytes("::1")?.length); // 16
+ * console.log(ipToBytes("fe80::1%eth0")); // undefined: a zone id is no address bits
+ * ```
+ */
+export function ipToBytes(text: string): Uint8Array | undefined {
+  if (typeof text !== "string" || text.includes(CH_PERCENT)) return undefined;
+  const family = parseAddress(text);
+  if (family === 0) return undefined;
+  const bytes = new Uint8Array(family === 4 ? 4 : 16);
+  const view = new DataView(bytes.buffer);
+  if (family === 4) view.setInt32(0, WORDS[3]);
+  else for (let k = 0; k < 4; k++) view.setInt32(k * 4, WORDS[k]);
+  return bytes;
+}
+
+/**
+ * Formats raw address bytes in network order: 4 bytes as dotted IPv4, 16 bytes as RFC 5952
+ * IPv6 text (compressed, lower case; IPv4-mapped as `::ffff:a.b.c.d`).
+ *
+ * @param bytes 4 or 16 bytes.
+ * @returns The address as text.
+ * @throws {TypeError} When `bytes` is neither 4 nor 16 bytes long.
+ *
+ * @example
+ * ```ts
+ * import { ipFromBytes } from "./cidr.ts";
+ *
+ * console.log(ipFromBytes(Uint8Array.of(127, 0, 0, 1))); // "127.0.0.1"
+ * console.log(ipFromBytes(Uint8Array.of(0x20, 0x01, 0x0d, 0xb8, ...new Array(11).fill(0), 1))); // "2001:db8::1"
+ * ```
+ */
+export function ipFromBytes(bytes: Uint8Array): string {
+  if (bytes.length !== 4 && bytes.length !== 16) {
+    throw new TypeError(`an IP address is 4 or 16 bytes, got ${bytes.length}`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  if (bytes.length === 4) return formatIPv4(view.getInt32(0));
+  const words = new Int32Array(4);
+  for (let k = 0; k < 4; k++) words[k] = view.getInt32(k * 4);
+  return formatIPv6(words);
+}

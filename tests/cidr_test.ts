@@ -4,6 +4,8 @@ import {
   type Cidr,
   CidrList,
   classifyAddress,
+  ipFromBytes,
+  ipToBytes,
   isBroadcastOrMulticast,
   isLoopback,
   parseCidr,
@@ -391,4 +393,26 @@ Deno.test("differential: validity agrees with node:net isIP, text with the WHATW
     }
   }
   assert.ok(valid6 > 100, `corpus too thin: ${valid6} valid IPv6 texts`);
+});
+
+Deno.test("ipToBytes/ipFromBytes: network-order bytes and back, canonical text", () => {
+  assert.deepEqual(ipToBytes("192.0.2.1"), Uint8Array.of(192, 0, 2, 1));
+  assert.deepEqual(ipToBytes("255.255.255.255"), Uint8Array.of(255, 255, 255, 255));
+  const six = ipToBytes("2001:DB8::1")!;
+  assert.equal(six.length, 16);
+  assert.deepEqual(Array.from(six.subarray(0, 4)), [0x20, 0x01, 0x0d, 0xb8]);
+  assert.equal(six[15], 1);
+  assert.equal(ipFromBytes(six), "2001:db8::1");
+  assert.equal(ipFromBytes(ipToBytes("::ffff:10.0.0.1")!), "::ffff:10.0.0.1");
+  assert.equal(ipFromBytes(ipToBytes("0:0:0:0:0:0:0:0")!), "::");
+  assert.equal(ipFromBytes(Uint8Array.of(10, 0, 0, 1)), "10.0.0.1");
+  for (const bad of ["", "010.0.0.1", "1.2.3", "fe80::1%eth0", "[::1]", "example.com", "1::2::3"]) {
+    assert.equal(ipToBytes(bad), undefined, bad);
+  }
+  assert.throws(() => ipFromBytes(new Uint8Array(5)), TypeError);
+  // Agrees with node:net on what is an address of which family.
+  for (const text of ["127.0.0.1", "::1", "1.2.3.4.5", "::ffff:1.2.3.4", "12345::"]) {
+    const bytes = ipToBytes(text);
+    assert.equal(bytes === undefined ? 0 : bytes.length === 4 ? 4 : 6, isIP(text), text);
+  }
 });
