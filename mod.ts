@@ -35,6 +35,7 @@ export * from "./impair.ts";
 export * from "./limits.ts";
 export * from "./loop_guard.ts";
 export * from "./probe.ts";
+export * from "./probe_result.ts";
 export * from "./sequence.ts";
 export * from "./serve.ts";
 export * from "./stats.ts";
