@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { type EchoAddress, EchoError } from "./errors.ts";
+import { EchoError } from "./errors.ts";
 import { Histogram, type HistogramSnapshot } from "./histogram.ts";
 import type { ProbeResult } from "./_probe_types.ts";
 
@@ -44,57 +44,17 @@ export const PROBE_RESULT_SCHEMA = 1;
  * console.log(record.schema, record.received, record.histogram.count); // 1 10 10
  * ```
  */
-export interface ProbeResultRecord {
+export interface ProbeResultRecord extends
+  Omit<
+    ProbeResult,
+    "pipeline" | "histogram" | "latency" | "requestsPerSecond" | "bytesPerSecond"
+  > {
   /** Always {@linkcode PROBE_RESULT_SCHEMA}. */
   schema: typeof PROBE_RESULT_SCHEMA;
   /** What the caller ran (`ping` or `bench` for the CLI), if it said; merged runs must agree. */
   mode?: string;
-  /** `tcp` or `udp`. */
-  transport: "tcp" | "udp";
-  /** The server. */
-  address: EchoAddress;
-  /** Connections or sockets used. */
-  connections: number;
-  /** Bytes per request. */
-  size: number;
   /** Requests in flight per connection at most; `null` for no limit. */
   pipeline: number | null;
-  /** Whether this was a TCP stream run. */
-  stream: boolean;
-  /** Whether the run was aborted. */
-  aborted: boolean;
-  /** Length of the measured part, in ms. */
-  elapsed: number;
-  /** See {@linkcode ProbeResult.sent}. */
-  sent: number;
-  /** See {@linkcode ProbeResult.received}. */
-  received: number;
-  /** See {@linkcode ProbeResult.bytes}. */
-  bytes: number;
-  /** See {@linkcode ProbeResult.errors}. */
-  errors: number;
-  /** See {@linkcode ProbeResult.mismatches}. */
-  mismatches: number;
-  /** See {@linkcode ProbeResult.failed}. */
-  failed: number;
-  /** See {@linkcode ProbeResult.lost}. */
-  lost: number;
-  /** See {@linkcode ProbeResult.late}. */
-  late: number;
-  /** See {@linkcode ProbeResult.duplicates}. */
-  duplicates: number;
-  /** See {@linkcode ProbeResult.reordered}. */
-  reordered: number;
-  /** See {@linkcode ProbeResult.jitter} (µs). */
-  jitter: number;
-  /** See {@linkcode ProbeResult.strays}. */
-  strays: number;
-  /** See {@linkcode ProbeResult.outstanding}. */
-  outstanding: number;
-  /** See {@linkcode ProbeResult.unsent}. */
-  unsent: number;
-  /** See {@linkcode ProbeResult.connectionsServed}. */
-  connectionsServed: number;
   /** The latency histogram, microseconds, lossless. */
   histogram: HistogramSnapshot;
 }
