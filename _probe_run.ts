@@ -9,6 +9,8 @@
 import type { EchoAddress, EchoError } from "./errors.ts";
 import { Histogram } from "./histogram.ts";
 import { clearImmediate, setImmediate } from "node:timers";
+import type { TlsClientOptions } from "./tcp.ts";
+import { IntervalReporter } from "./_probe_interval.ts";
 import type { ProbeOptions, ProbeReply, ProbeResult } from "./_probe_types.ts";
 
 /** How close to a scheduled send the engine stops sleeping on a timer and spins, in ms. */
@@ -30,6 +32,12 @@ export interface Settings {
   warmup: number;
   stream: boolean;
   timeout: number;
+  /** Interval reports every this many ms; 0 when off. */
+  reportInterval: number;
+  /** TCP lanes speak TLS with these. */
+  tls: TlsClientOptions | undefined;
+  /** TCP lanes connect to this Unix socket path. */
+  unix: string | undefined;
 }
 
 /** A growable ring of numbers (power-of-two capacity); no allocation once it has grown. */
@@ -119,6 +127,20 @@ export interface LaneTotals {
   jitterWeight: number;
 }
 
+function zeroTotals(): LaneTotals {
+  return {
+    sent: 0,
+    lost: 0,
+    late: 0,
+    duplicates: 0,
+    reordered: 0,
+    strays: 0,
+    outstanding: 0,
+    jitterSum: 0,
+    jitterWeight: 0,
+  };
+}
+
 /** Opens a run's lanes (connections or sockets); rejects when none can be opened. */
 export type LaneOpener = (run: ProbeRun) => Promise<ProbeLane[]>;
 
@@ -126,6 +148,9 @@ export class ProbeRun {
   readonly s: Settings;
   readonly options: ProbeOptions;
   readonly histogram = new Histogram();
+  /** With interval reports: the current interval's latencies (reset after each report). */
+  intervalHistogram: Histogram | undefined;
+  #intervals: IntervalReporter | undefined;
   readonly address: EchoAddress;
   readonly scheduled: boolean;
   /** Aborted when the run finishes, to cancel connects in progress. */
@@ -190,11 +215,9 @@ export class ProbeRun {
     this.#open = open;
     this.options = options;
     this.scheduled = settings.period > 0;
-    this.address = {
-      hostname: settings.hostname,
-      port: settings.port,
-      transport: settings.transport,
-    };
+    this.address = settings.unix !== undefined
+      ? { hostname: "", port: 0, transport: "unix", path: settings.unix }
+      : { hostname: settings.hostname, port: settings.port, transport: settings.transport };
   }
 
   async start(): Promise<ProbeResult> {
@@ -232,6 +255,16 @@ export class ProbeRun {
     if (this.options.onProgress) {
       this.#progressAt = this.startAt;
       this.#progress = setInterval(() => this.#onProgress(), PROGRESS_PERIOD);
+    }
+    const onInterval = this.options.onInterval;
+    if (s.reportInterval > 0 && onInterval) {
+      this.#intervals = new IntervalReporter(this.measureStart, s.reportInterval, {
+        onInterval,
+        sample: () => this.#result(true),
+        fail: (error) => this.fail(error),
+      });
+      this.intervalHistogram = this.#intervals.histogram;
+      this.#intervals.start();
     }
     if (this.measureEnd !== Infinity) {
       this.#endTimer = setTimeout(() => this.#onEnd(), this.measureEnd - performance.now());
@@ -338,7 +371,9 @@ export class ProbeRun {
     this.bytes += this.s.size;
     worker.served++;
     this.lastReplyAt = now;
-    this.histogram.record((now - sentAt) * 1000);
+    const us = (now - sentAt) * 1000;
+    this.histogram.record(us);
+    if (this.intervalHistogram !== undefined) this.intervalHistogram.record(us);
   }
 
   reply(
@@ -436,6 +471,7 @@ export class ProbeRun {
 
   #cleanup(): void {
     this.finished = true;
+    this.#intervals?.stop();
     this.options.signal?.removeEventListener("abort", this.#onAbort);
     for (const t of [this.#timer, this.#endTimer]) if (t !== undefined) clearTimeout(t);
     if (this.#immediate !== undefined) clearImmediate(this.#immediate);
@@ -449,7 +485,17 @@ export class ProbeRun {
     this.#aborted = aborted;
     if (aborted && this.stopAt === Infinity) this.stopAt = performance.now();
     this.#cleanup();
-    this.#resolve(this.#result(aborted));
+    const result = this.#result(aborted);
+    if (this.#intervals !== undefined) {
+      // The last, partial interval, with the result's own counts, so the intervals add up to it.
+      try {
+        this.#intervals.finish(this.measureStart + result.elapsed, result);
+      } catch (error) {
+        this.#reject(error);
+        return;
+      }
+    }
+    this.#resolve(result);
   }
 
   fail(error: unknown): void {
@@ -463,17 +509,7 @@ export class ProbeRun {
     const now = performance.now();
     const end = Math.max(Math.min(this.stopAt, now), this.lastReplyAt);
     const elapsed = Math.max(0, end - this.measureStart);
-    const t: LaneTotals = {
-      sent: 0,
-      lost: 0,
-      late: 0,
-      duplicates: 0,
-      reordered: 0,
-      strays: 0,
-      outstanding: 0,
-      jitterSum: 0,
-      jitterWeight: 0,
-    };
+    const t = zeroTotals();
     let served = 0;
     for (const w of this.workers) {
       served += w.served > 0 ? 1 : 0;
@@ -510,6 +546,7 @@ export class ProbeRun {
       outstanding: t.outstanding,
       unsent: this.unsent,
       connectionsServed: served,
+      ...(s.tls !== undefined ? { tls: true } : {}),
     };
   }
 }

@@ -14,6 +14,7 @@ import {
   formatAddress,
 } from "./errors.ts";
 import { Buffer } from "node:buffer";
+import { startTlsClient } from "./_tls_client.ts";
 import { type LaneTotals, type ProbeLane, type ProbeRun, QueuedLane, Ring } from "./_probe_run.ts";
 
 /** The payload pattern of TCP requests repeats every PERIOD bytes (a prime, so it never aligns). */
@@ -65,7 +66,9 @@ export class TcpLane extends QueuedLane {
   readonly #pattern: Uint8Array;
   readonly #buffer: Uint8Array;
   readonly #size: number;
-  #conn: Deno.TcpConn | undefined;
+  #conn: Deno.Conn | undefined;
+  /** Names the target in messages: `tcp 127.0.0.1:5006`, `tls …`, `unix /path`. */
+  readonly #where: string;
   /** Bumped on every (re)connect and failure; loops of an older generation stop. */
   #gen = 0;
   #writing = false;
@@ -88,6 +91,8 @@ export class TcpLane extends QueuedLane {
     const window = run.s.size * Math.min(run.s.pipeline, 64);
     this.#buffer = new Uint8Array(Math.min(MAX_IO, Math.max(16 * 1024, window)));
     this.#inflight = new Ring(Math.min(run.s.pipeline, 1024));
+    const kind = run.s.unix !== undefined ? "unix" : run.s.tls !== undefined ? "tls" : "tcp";
+    this.#where = `${kind} ${formatAddress(run.address)}`;
   }
 
   load(): number {
@@ -109,17 +114,13 @@ export class TcpLane extends QueuedLane {
   async connect(reconnect: boolean): Promise<boolean> {
     const run = this.run;
     const gen = ++this.#gen;
-    const { hostname, port, timeout } = run.s;
-    const where = `tcp ${formatAddress(run.address)}`;
+    const timeout = run.s.timeout;
+    const where = this.#where;
     const timer = new AbortController();
     const timeoutId = setTimeout(() => timer.abort(), timeout);
-    let conn: Deno.TcpConn;
+    let conn: Deno.Conn;
     try {
-      conn = await Deno.connect({
-        hostname,
-        port,
-        signal: AbortSignal.any([timer.signal, run.closing.signal]),
-      });
+      conn = await this.#dial(AbortSignal.any([timer.signal, run.closing.signal]));
     } catch (error) {
       if (this.#closed || run.finished) return false;
       if (
@@ -151,11 +152,6 @@ export class TcpLane extends QueuedLane {
       conn.close();
       return false;
     }
-    try {
-      conn.setNoDelay(true);
-    } catch {
-      // not fatal: latency may suffer from Nagle's algorithm
-    }
     this.#conn = conn;
     this.#sendOffset = 0;
     this.#recvOffset = 0;
@@ -165,6 +161,23 @@ export class TcpLane extends QueuedLane {
     void this.#readLoop(conn, gen);
     if (reconnect) run.capacity(this, performance.now());
     return true;
+  }
+
+  /** Connects over TCP (TCP_NODELAY on), TLS (handshake done) or a Unix socket. */
+  async #dial(signal: AbortSignal): Promise<Deno.Conn> {
+    const s = this.run.s;
+    if (s.unix !== undefined) return await Deno.connect({ transport: "unix", path: s.unix });
+    const tcp = await Deno.connect({ hostname: s.hostname, port: s.port, signal });
+    try {
+      tcp.setNoDelay(true);
+    } catch {
+      // not fatal: latency may suffer from Nagle's algorithm
+    }
+    if (s.tls === undefined) return tcp;
+    return await startTlsClient(tcp, {
+      hostname: s.tls.servername ?? s.hostname,
+      caCerts: s.tls.caCerts,
+    }, signal);
   }
 
   scheduleReconnect(): void {
@@ -188,7 +201,7 @@ export class TcpLane extends QueuedLane {
     void this.#writeLoop(this.#conn, this.#gen);
   }
 
-  async #writeLoop(conn: Deno.TcpConn, gen: number): Promise<void> {
+  async #writeLoop(conn: Deno.Conn, gen: number): Promise<void> {
     const run = this.run;
     const size = this.#size;
     const cap = run.s.pipeline;
@@ -232,7 +245,7 @@ export class TcpLane extends QueuedLane {
     if (gen === this.#gen) this.#writing = false;
   }
 
-  async #readLoop(conn: Deno.TcpConn, gen: number): Promise<void> {
+  async #readLoop(conn: Deno.Conn, gen: number): Promise<void> {
     const buffer = this.#buffer;
     try {
       for (;;) {
@@ -241,7 +254,7 @@ export class TcpLane extends QueuedLane {
         if (n === null) {
           this.#fail(
             new EchoConnectionError(
-              `tcp ${formatAddress(this.run.address)} closed the connection`,
+              `${this.#where} closed the connection`,
               { address: this.run.address },
             ),
           );
@@ -268,7 +281,7 @@ export class TcpLane extends QueuedLane {
         run.mismatches++;
         this.#fail(
           new EchoMismatchError(
-            `tcp ${formatAddress(run.address)} sent back more bytes than were sent`,
+            `${this.#where} sent back more bytes than were sent`,
             { address: run.address, offset: this.#recvOffset },
           ),
         );
@@ -327,7 +340,7 @@ export class TcpLane extends QueuedLane {
       const run = this.run;
       this.#fail(
         new EchoTimeoutError(
-          `no reply from tcp ${formatAddress(run.address)} within ${run.s.timeout}ms`,
+          `no reply from ${this.#where} within ${run.s.timeout}ms`,
           { address: run.address },
         ),
       );
@@ -358,7 +371,7 @@ export class TcpLane extends QueuedLane {
       return;
     }
     const e = error instanceof EchoError ? error : new EchoConnectionError(
-      `tcp ${formatAddress(run.address)}: ${describeNetworkError(error)}`,
+      `${this.#where}: ${describeNetworkError(error)}`,
       { address: run.address, cause: error },
     );
     run.error(e);

@@ -6,6 +6,7 @@
  */
 import type { EchoAddress, EchoError } from "./errors.ts";
 import type { Histogram, HistogramSummary } from "./histogram.ts";
+import type { TlsClientOptions } from "./tcp.ts";
 import type { UdpBackendKind } from "./_udp_backend.ts";
 
 /** How a reply was classified, as passed to {@linkcode ProbeOptions.onReply}. */
@@ -98,6 +99,70 @@ export interface ProbeOptions {
   onProgress?: (progress: ProbeProgress) => void;
   /** Called for every error counted (connection failure, TCP timeout, failed send). */
   onError?: (error: EchoError) => void;
+  /**
+   * Report on the measured part every `reportInterval` ms through `onInterval` (after the
+   * warm-up; the last, partial interval is reported when the run ends, so interval counts add up
+   * to the result's). A finite number above 0; default 1000 when `onInterval` is given.
+   */
+  reportInterval?: number;
+  /** Called once per `reportInterval` with that interval's counts and latency. */
+  onInterval?: (report: ProbeIntervalReport) => void;
+  /**
+   * TCP only: speak TLS, verifying the server's certificate (`caCerts`, `servername` as for
+   * `echoTcp`). Same histograms and accounting as plain TCP.
+   */
+  tls?: TlsClientOptions;
+  /**
+   * TCP only: connect to the Unix domain socket at this path instead of `hostname` and `port`
+   * (which must then be left out). Not with `tls`.
+   */
+  unix?: string;
+}
+
+/**
+ * One interval of a run, as passed to {@linkcode ProbeOptions.onInterval}: what happened between
+ * `start` and `end` (ms since measuring began). Counts are those of the result, split by time:
+ * summed over every interval they give the final result's.
+ */
+export interface ProbeIntervalReport {
+  /** Which interval, from 0. */
+  index: number;
+  /** Whether this is the last one (reported as the run ends; usually shorter). */
+  final: boolean;
+  /** Start of the interval, ms since measuring began (after the warm-up). */
+  start: number;
+  /** End of the interval, ms since measuring began. */
+  end: number;
+  /** Start of the interval, Unix epoch ms. */
+  startTime: number;
+  /** End of the interval, Unix epoch ms. */
+  endTime: number;
+  /** Requests sent in the interval. */
+  sent: number;
+  /** Requests completed in the interval. */
+  received: number;
+  /** Echoed payload bytes received intact in the interval. */
+  bytes: number;
+  /** `received` per second of the interval. */
+  requestsPerSecond: number;
+  /** `bytes` per second of the interval. */
+  bytesPerSecond: number;
+  /** Latency of the interval's completed requests (µs): its own histogram, reset each interval. */
+  latency: HistogramSummary;
+  /** Errors counted in the interval. */
+  errors: number;
+  /** Replies with altered bytes in the interval. */
+  mismatches: number;
+  /** TCP: requests lost with a failed connection in the interval. */
+  failed: number;
+  /** UDP: probes that timed out in the interval. */
+  lost: number;
+  /** UDP: late replies in the interval. */
+  late: number;
+  /** UDP: duplicate replies in the interval. */
+  duplicates: number;
+  /** UDP: reordered replies in the interval. */
+  reordered: number;
 }
 
 /** The outcome of {@linkcode runProbe}. Counts cover the measured part of the run only. */
@@ -156,4 +221,6 @@ export interface ProbeResult {
   unsent: number;
   /** Connections or sockets that completed at least one measured request. */
   connectionsServed: number;
+  /** Set (true) when the TCP lanes spoke TLS. */
+  tls?: boolean;
 }

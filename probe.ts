@@ -42,6 +42,7 @@ import { openUdpLanes } from "./_probe_udp.ts";
 import type { ProbeOptions, ProbeResult } from "./_probe_types.ts";
 
 export type {
+  ProbeIntervalReport,
   ProbeOptions,
   ProbeProgress,
   ProbeReply,
@@ -89,6 +90,31 @@ function settingsOf(options: ProbeOptions): Settings {
   }
   const port = options.port ?? DEFAULT_PORT;
   checkInteger("port", port, 1, 65535);
+  const { tls, unix } = options;
+  if (unix !== undefined) {
+    if (typeof unix !== "string" || unix === "") {
+      throw new TypeError(`unix must be a socket path, got ${JSON.stringify(unix)}`);
+    }
+    if (udp) throw new TypeError("unix is a stream socket: it takes transport tcp");
+    if (options.hostname !== undefined || options.port !== undefined) {
+      throw new TypeError("unix connects to a socket path: leave out hostname and port");
+    }
+    if (tls !== undefined) throw new TypeError("tls is not supported over unix sockets");
+  }
+  if (tls !== undefined) {
+    if (typeof tls !== "object" || tls === null) {
+      throw new TypeError(`tls must be an object ({ caCerts, servername }), got ${tls}`);
+    }
+    if (udp) throw new TypeError("tls is TCP only");
+  }
+  if (options.reportInterval !== undefined && !isPositiveFinite(options.reportInterval)) {
+    throw new RangeError(
+      `reportInterval must be a finite number above 0, got ${options.reportInterval}`,
+    );
+  }
+  if (options.onInterval !== undefined && typeof options.onInterval !== "function") {
+    throw new TypeError("onInterval must be a function");
+  }
   const connections = options.connections ?? 1;
   checkInteger("connections", connections, 1, MAX_PROBE_CONNECTIONS);
   const stream = options.stream ?? false;
@@ -142,6 +168,9 @@ function settingsOf(options: ProbeOptions): Settings {
     warmup,
     stream,
     timeout: options.timeout ?? (udp ? DEFAULT_PROBE_UDP_TIMEOUT : DEFAULT_PROBE_TCP_TIMEOUT),
+    reportInterval: options.onInterval ? options.reportInterval ?? 1000 : 0,
+    tls,
+    unix,
   };
 }
 

@@ -22,6 +22,7 @@
  */
 import { EchoError } from "./errors.ts";
 import { Histogram, type HistogramSnapshot } from "./histogram.ts";
+import { INTERVAL_COUNTERS } from "./_probe_interval.ts";
 import type { ProbeResult } from "./_probe_types.ts";
 
 /** The `schema` of a {@linkcode ProbeResultRecord}; bumped when a field changes meaning. */
@@ -61,17 +62,8 @@ export interface ProbeResultRecord extends
 
 /** The counters a merge adds up. */
 const SUMMED = [
+  ...INTERVAL_COUNTERS,
   "connections",
-  "sent",
-  "received",
-  "bytes",
-  "errors",
-  "mismatches",
-  "failed",
-  "lost",
-  "late",
-  "duplicates",
-  "reordered",
   "strays",
   "outstanding",
   "unsent",

@@ -19,6 +19,7 @@ import type { EchoServer, EchoServerOptions } from "./serve.ts";
 import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./serve.ts";
 import { serveStreamListener } from "./_stream_server.ts";
 import { listenTcp } from "./_listen.ts";
+import { startTlsClient } from "./_tls_client.ts";
 import { validatePolicy } from "./_policy.ts";
 import { firstDifference, listenError, toBytes } from "./_util.ts";
 
@@ -356,27 +357,12 @@ async function connectStream(
   tcp.setNoDelay(true);
   if (!options.tls) return tcp;
   const where = describeTarget(address, options);
-  // startTls takes over the TCP connection's resource: from then on only the TLS one can be closed.
-  let conn: Deno.Conn = tcp;
-  const close = () => {
-    try {
-      conn.close();
-    } catch {
-      // already closed
-    }
-  };
-  signal.addEventListener("abort", close, { once: true });
   try {
-    const tls = await Deno.startTls(tcp, {
+    return await startTlsClient(tcp, {
       hostname: options.tls.servername ?? address.hostname,
       caCerts: options.tls.caCerts,
-    });
-    conn = tls;
-    if (signal.aborted) close();
-    await tls.handshake();
-    return tls;
+    }, signal);
   } catch (error) {
-    close();
     if (signal.aborted) {
       const reason = signal.reason;
       if (!(reason instanceof DOMException && reason.name === "TimeoutError")) throw reason;
@@ -389,8 +375,6 @@ async function connectStream(
       address,
       cause: error,
     });
-  } finally {
-    signal.removeEventListener("abort", close);
   }
 }
 
