@@ -118,11 +118,15 @@ export class IntervalReporter {
       requestsPerSecond: seconds > 0 ? delta.received / seconds : 0,
       bytesPerSecond: seconds > 0 ? delta.bytes / seconds : 0,
       latency: this.histogram.summary(),
+      histogram: this.histogram,
     };
     this.#base = Object.fromEntries(INTERVAL_COUNTERS.map((k) => [k, counts[k]])) as IntervalCounts;
     this.#index++;
-    this.histogram.reset();
-    this.#hooks.onInterval(report);
+    try {
+      this.#hooks.onInterval(report);
+    } finally {
+      this.histogram.reset();
+    }
   }
 }
 

@@ -149,6 +149,11 @@ export interface ProbeIntervalReport {
   bytesPerSecond: number;
   /** Latency of the interval's completed requests (µs): its own histogram, reset each interval. */
   latency: HistogramSummary;
+  /**
+   * The interval's own latency histogram (µs), e.g. for {@linkcode formatHdrLogInterval}. Valid
+   * only during the call: it is reset and reused afterwards (copy it with `merge` to keep it).
+   */
+  histogram: Histogram;
   /** Errors counted in the interval. */
   errors: number;
   /** Replies with altered bytes in the interval. */

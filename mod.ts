@@ -30,6 +30,7 @@
 export * from "./cidr.ts";
 export * from "./duration.ts";
 export * from "./errors.ts";
+export * from "./hdr_log.ts";
 export * from "./histogram.ts";
 export * from "./impair.ts";
 export * from "./limits.ts";
