@@ -229,3 +229,8 @@ export interface ProbeResult {
   /** Set (true) when the TCP lanes spoke TLS. */
   tls?: boolean;
 }
+
+/** What `runProbeWorkers` sends a worker: the options to run (no hooks, no signal), or an abort. */
+export type ProbeWorkerRequest =
+  | { type: "run"; options: ProbeOptions; intervals: boolean }
+  | { type: "abort" };

@@ -37,6 +37,7 @@ export * from "./limits.ts";
 export * from "./loop_guard.ts";
 export * from "./probe.ts";
 export * from "./probe_result.ts";
+export * from "./probe_workers.ts";
 export * from "./sequence.ts";
 export * from "./serve.ts";
 export * from "./stats.ts";

@@ -258,7 +258,7 @@ export interface MergeProbeOptions {
  * @param options Names of the inputs, for errors.
  * @returns The merged result, histogram included.
  * @throws {ProbeMergeError} Naming the input, when one is not a record of this schema, or when
- * runs differ in transport, size, stream mode, mode or histogram scheme.
+ * runs differ in transport, size, stream mode, mode, TLS or histogram scheme.
  * @throws {RangeError} When `records` is empty.
  */
 export function mergeProbeResults(
@@ -281,7 +281,7 @@ export function mergeProbeResults(
   let jitterWeight = 0;
   for (const [i, r] of checked.entries()) {
     const name = nameOf(i);
-    for (const key of ["transport", "size", "stream", "mode"] as const) {
+    for (const key of ["transport", "size", "stream", "mode", "tls"] as const) {
       if (r[key] !== first[key]) {
         throw new ProbeMergeError(
           name,
@@ -321,5 +321,6 @@ export function mergeProbeResults(
     latency: histogram.summary(),
     histogram,
     jitter: jitterWeight > 0 ? jitterSum / jitterWeight : 0,
+    ...(first.tls ? { tls: true } : {}),
   };
 }
