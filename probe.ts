@@ -15,7 +15,18 @@
  * TCP probes are a fixed byte pattern indexed by stream offset, so every echoed byte is checked,
  * and a reply is complete when `size` bytes have come back. UDP probes carry a random run id, a
  * sequence number and the send time (see {@linkcode encodeProbe}), so replies are told apart,
- * strays from another run are ignored, and a truncated or altered reply is caught.
+ * strays from another run are ignored, and a truncated or altered reply is caught. The TCP lane
+ * also runs over TLS (`tls`) and Unix sockets (`unix`), with the same checks and accounting.
+ *
+ * With `reportInterval` and `onInterval`, each interval of the measured part is reported as it
+ * ends (counts, rates, its own latency histogram); the intervals add up to the result. Results
+ * travel and merge with `probeResultToRecord` / `mergeProbeResults` (`probe_result.ts`), spread
+ * over threads with `runProbeWorkers` (`probe_workers.ts`), and export to HdrHistogram logs
+ * (`hdr_log.ts`).
+ *
+ * Layout: this file holds the options check and {@linkcode runProbe}; the public types are in
+ * `_probe_types.ts`, the run (schedule, budget, timers, result) in `_probe_run.ts`, interval
+ * reports in `_probe_interval.ts`, and the lanes in `_probe_tcp.ts` and `_probe_udp.ts`.
  *
  * The hot loops reuse their buffers: one read loop per TCP connection that parses replies by
  * length, one receive loop per UDP socket, writes batched per connection; hooks cost nothing when
