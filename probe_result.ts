@@ -153,7 +153,9 @@ export function probeResultToRecord(
 }
 
 /**
- * Parses one record from a file's text, e.g. the last line of a `--json` output.
+ * Parses one record from a file's text: a record, or the output of a run with interval reports
+ * (newline-delimited JSON, the result last), where the record may also sit in a `result` field of
+ * the last object (so a CLI can print its own summary fields beside it).
  *
  * @example
  * ```ts
@@ -166,7 +168,7 @@ export function probeResultToRecord(
  * }
  * ```
  *
- * @param text The JSON text.
+ * @param text The JSON text (one object, or newline-delimited objects: the last one counts).
  * @param name The input's name, for errors.
  * @returns The checked record.
  * @throws {ProbeMergeError} When the text is not complete JSON (e.g. a truncated file) or not a
@@ -176,12 +178,23 @@ export function parseProbeResultRecord(text: string, name: string): ProbeResultR
   let value: unknown;
   try {
     value = JSON.parse(text);
-  } catch (error) {
-    throw new ProbeMergeError(
-      name,
-      `${name}: not complete JSON (truncated?): ${(error as Error).message}`,
-      error,
-    );
+  } catch (whole) {
+    // Newline-delimited objects: the result is the last line. A truncated last line still fails.
+    const lines = text.trimEnd().split("\n");
+    try {
+      if (lines.length < 2) throw whole;
+      value = JSON.parse(lines[lines.length - 1]);
+    } catch (error) {
+      throw new ProbeMergeError(
+        name,
+        `${name}: not complete JSON (truncated?): ${(error as Error).message}`,
+        error,
+      );
+    }
+  }
+  const nested = (value as { result?: unknown } | null)?.result;
+  if (typeof value === "object" && value !== null && !("histogram" in value) && nested) {
+    value = nested;
   }
   return checkRecord(value, name);
 }

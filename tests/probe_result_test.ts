@@ -177,4 +177,24 @@ Deno.test("merge refuses other schemas, sizes, transports, modes and truncated f
       /^cut\.json: not complete JSON \(truncated\?\)/.test(error.message),
   );
   assert.throws(() => mergeProbeResults([]), RangeError);
+  // A run's newline-delimited output (interval lines, then the result) cut in its last line.
+  const ndjson = `{"type":"interval"}\n{"type":"interval"}\n${JSON.stringify({ result: a })}\n`;
+  assert.throws(
+    () => parseProbeResultRecord(ndjson.slice(0, -40), "cut.ndjson"),
+    (error: unknown) => error instanceof ProbeMergeError && error.input === "cut.ndjson",
+  );
+});
+
+Deno.test("parse: a record alone, nested in a CLI object's result, or last of NDJSON lines", () => {
+  const a = recordOf([100, 200, 300]);
+  const texts = [
+    JSON.stringify(a),
+    JSON.stringify({ schema: 1, mode: "bench", rps: 5, result: a }),
+    `{"type":"interval","index":0}\n{"type":"interval","index":1}\n${
+      JSON.stringify({ rps: 5, result: a })
+    }\n`,
+  ];
+  for (const text of texts) {
+    assert.deepEqual(parseProbeResultRecord(text, "x.json"), a);
+  }
 });
