@@ -78,6 +78,65 @@ export interface HistogramSummary {
   p999: number;
 }
 
+/** The `format` tag of a {@linkcode HistogramSnapshot}. */
+export const HISTOGRAM_SNAPSHOT_FORMAT = "echo-histogram/1";
+
+/**
+ * A lossless, JSON-safe form of a {@linkcode Histogram}, from
+ * {@linkcode Histogram.prototype.toSnapshot}; {@linkcode Histogram.fromSnapshot} rebuilds the same
+ * histogram (same buckets, count, min, max, mean and stddev, so the same percentiles).
+ *
+ * The bucket scheme is the one {@linkcode Histogram} documents, fixed by `relativeError`, `lowest`
+ * and `highest`: with e = relativeError · (1 − 1e-9) and γ = (1 + e) / (1 − e), there are
+ * n = max(1, ⌈ln(highest / lowest) / ln γ⌉) regular buckets; bucket 0 holds [0, lowest], bucket
+ * i (1 ≤ i ≤ n) holds (lowest·γ^(i−1), lowest·γ^i], bucket n + 1 holds values above `highest`.
+ * `counts` lists the non-empty buckets only, as `[index, count]` pairs in increasing index order.
+ *
+ * @example
+ * ```ts
+ * import type { HistogramSnapshot } from "./histogram.ts";
+ *
+ * const snapshot: HistogramSnapshot = {
+ *   format: "echo-histogram/1",
+ *   relativeError: 0.01,
+ *   lowest: 1,
+ *   highest: 3_600_000_000,
+ *   count: 2,
+ *   min: 100,
+ *   max: 200,
+ *   sum: 300,
+ *   mean: 150,
+ *   m2: 5000,
+ *   counts: [[231, 1], [265, 1]],
+ * };
+ * console.log(snapshot.count);
+ * ```
+ */
+export interface HistogramSnapshot {
+  /** Always {@linkcode HISTOGRAM_SNAPSHOT_FORMAT}. */
+  format: typeof HISTOGRAM_SNAPSHOT_FORMAT;
+  /** The relative error the buckets were built for. */
+  relativeError: number;
+  /** The lower bound of the accurately tracked range. */
+  lowest: number;
+  /** The upper bound of the accurately tracked range. */
+  highest: number;
+  /** Number of recorded values. */
+  count: number;
+  /** Smallest recorded value; `null` when empty. */
+  min: number | null;
+  /** Largest recorded value; `null` when empty. */
+  max: number | null;
+  /** Sum of the recorded values (count · mean), for readers that want it. */
+  sum: number;
+  /** Running mean of the recorded values (exactly as kept, so stddev survives a round trip). */
+  mean: number;
+  /** Sum of squared deviations from the mean (Welford's M2); stddev = √(m2 / count). */
+  m2: number;
+  /** The non-empty buckets: `[index, count]`, increasing index. */
+  counts: [number, number][];
+}
+
 const DEFAULT_RELATIVE_ERROR = 0.01;
 const DEFAULT_LOWEST = 1;
 const DEFAULT_HIGHEST = 3_600_000_000;
@@ -447,6 +506,140 @@ export class Histogram {
    */
   toJSON(): HistogramSummary {
     return this.summary();
+  }
+
+  /**
+   * A lossless, JSON-safe copy of this histogram (see {@linkcode HistogramSnapshot}): the bucket
+   * scheme's parameters, the non-empty buckets, and the exact count, min, max, mean and M2.
+   *
+   * @returns The snapshot.
+   *
+   * @example Send a histogram to another process and rebuild it there
+   * ```ts
+   * import { Histogram } from "./histogram.ts";
+   *
+   * const h = new Histogram();
+   * for (const us of [120, 130, 5000]) h.record(us);
+   * const copy = Histogram.fromSnapshot(JSON.parse(JSON.stringify(h.toSnapshot())));
+   * console.log(copy.percentile(50) === h.percentile(50)); // true
+   * ```
+   */
+  toSnapshot(): HistogramSnapshot {
+    const counts: [number, number][] = [];
+    const c = this.#counts;
+    for (let i = 0; i < c.length; i++) if (c[i] !== 0) counts.push([i, c[i]]);
+    const empty = this.#count === 0;
+    return {
+      format: HISTOGRAM_SNAPSHOT_FORMAT,
+      relativeError: this.relativeError,
+      lowest: this.lowest,
+      highest: this.highest,
+      count: this.#count,
+      min: empty ? null : this.#min,
+      max: empty ? null : this.#max,
+      sum: this.#mean * this.#count,
+      mean: this.#mean,
+      m2: this.#m2,
+      counts,
+    };
+  }
+
+  /**
+   * Rebuilds a histogram from {@linkcode Histogram.prototype.toSnapshot}'s output (for example
+   * parsed from a JSON file), checking that it is consistent.
+   *
+   * @param snapshot The snapshot.
+   * @returns A histogram equal to the one the snapshot was taken of.
+   * @throws {TypeError} When `snapshot` is not a histogram snapshot (wrong format or field types).
+   * @throws {RangeError} When its fields contradict each other (bucket counts that do not add up
+   * to `count`, an index outside the scheme, min above max).
+   *
+   * @example
+   * ```ts
+   * import { Histogram } from "./histogram.ts";
+   *
+   * const h = new Histogram();
+   * h.record(42, 3);
+   * console.log(Histogram.fromSnapshot(h.toSnapshot()).count); // 3
+   * ```
+   */
+  static fromSnapshot(snapshot: HistogramSnapshot): Histogram {
+    if (typeof snapshot !== "object" || snapshot === null) {
+      throw new TypeError(`a histogram snapshot must be an object, got ${snapshot}`);
+    }
+    if (snapshot.format !== HISTOGRAM_SNAPSHOT_FORMAT) {
+      throw new TypeError(
+        `histogram snapshot format must be ${JSON.stringify(HISTOGRAM_SNAPSHOT_FORMAT)}, got ${
+          JSON.stringify(snapshot.format)
+        }`,
+      );
+    }
+    const h = new Histogram({
+      relativeError: snapshot.relativeError,
+      lowest: snapshot.lowest,
+      highest: snapshot.highest,
+    });
+    const { count, min, max, mean, m2, counts } = snapshot;
+    if (!Number.isSafeInteger(count) || count < 0) {
+      throw new RangeError(`histogram snapshot count must be a safe integer >= 0, got ${count}`);
+    }
+    if (!Array.isArray(counts)) throw new TypeError("histogram snapshot counts must be an array");
+    let total = 0;
+    let last = -1;
+    for (const pair of counts) {
+      const [i, n] = Array.isArray(pair) ? pair : [NaN, NaN];
+      if (!Number.isInteger(i) || i <= last || i >= h.#counts.length) {
+        throw new RangeError(`histogram snapshot bucket index ${i} is out of order or range`);
+      }
+      if (!Number.isSafeInteger(n) || n <= 0) {
+        throw new RangeError(`histogram snapshot bucket ${i} has count ${n}`);
+      }
+      h.#counts[i] = n;
+      total += n;
+      last = i;
+    }
+    if (total !== count) {
+      throw new RangeError(`histogram snapshot buckets hold ${total} values, count says ${count}`);
+    }
+    if (count === 0) return h;
+    if (
+      typeof min !== "number" || typeof max !== "number" || !(min >= 0) || !(max >= min) ||
+      typeof mean !== "number" || typeof m2 !== "number" || !Number.isFinite(mean) ||
+      !Number.isFinite(m2)
+    ) {
+      throw new RangeError("histogram snapshot min, max, mean or m2 is missing or inconsistent");
+    }
+    h.#count = count;
+    h.#min = min;
+    h.#max = max;
+    h.#mean = mean;
+    h.#m2 = m2;
+    return h;
+  }
+
+  /**
+   * Calls `fn(value, count)` for every non-empty bucket, in increasing order, with the bucket's
+   * representative value (within the relative error of every value in it) clamped into
+   * [min, max]: a way to export the distribution to another histogram format.
+   *
+   * @param fn Called once per non-empty bucket.
+   *
+   * @example
+   * ```ts
+   * import { Histogram } from "./histogram.ts";
+   *
+   * const h = new Histogram();
+   * h.record(100, 2);
+   * h.forEachValue((value, count) => console.log(value, count)); // 100 2
+   * ```
+   */
+  forEachValue(fn: (value: number, count: number) => void): void {
+    const c = this.#counts;
+    for (let i = 0; i < c.length; i++) {
+      if (c[i] === 0) continue;
+      const v = this.#representative(i);
+      fn(v < this.#min ? this.#min : v > this.#max ? this.#max : v, c[i]);
+    }
   }
 
   #index(value: number): number {

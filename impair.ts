@@ -119,6 +119,9 @@ export function validateImpairOptions(options: ImpairOptions): void {
   if (seed !== undefined && !(Number.isInteger(seed) && seed >= 0 && seed <= MAX_SEED)) {
     throw new RangeError(`seed must be an integer between 0 and ${MAX_SEED}, got ${seed}`);
   }
+  if (o.jitterKeepOrder !== undefined && typeof o.jitterKeepOrder !== "boolean") {
+    throw new TypeError(`jitterKeepOrder must be a boolean, got ${typeof o.jitterKeepOrder}`);
+  }
   const maxHeld = checkNumber(o, "maxHeld");
   if (maxHeld !== undefined && !(Number.isSafeInteger(maxHeld) && maxHeld >= 1)) {
     throw new RangeError(`maxHeld must be an integer of at least 1, got ${maxHeld}`);
@@ -160,7 +163,7 @@ function timeoutFor(at: number, now: number): number {
 
 type Timer = ReturnType<typeof setTimeout>;
 
-/** A reply waiting in a source's delay queue, in send-time order. */
+/** A reply waiting in a source's delay queue, which is kept in send-time order. */
 interface Queued<A> {
   data: Uint8Array;
   to: A;
@@ -184,7 +187,7 @@ interface Held<A> extends Queued<A> {
 interface Source<A> {
   key: string;
   nextSeq: number;
-  /** Send time of the last reply put in `queue`: later ones never go before it. */
+  /** With `jitterKeepOrder`: send time of the last reply put in `queue` (later ones wait for it). */
   lastAt: number;
   queue: Queued<A>[];
   head: number;
@@ -203,10 +206,12 @@ interface Source<A> {
  * 3. reorder: with probability `reorder`, held back until 3 later replies to the same source
  *    (same `key`) have gone out, or 100 ms past its own send time, whichever is first (never
  *    before its own send time);
- * 4. delay: its own send time is arrival + `delay` ± `jitter` (uniform, clamped at 0). A reply
- *    not held for reordering goes at the later of its own send time and that of the previous such
- *    reply to the same source, so jitter alone keeps per-source order. Each source has its own
- *    timer, so a delayed reply never holds back replies to other sources.
+ * 4. delay: its own send time is arrival + `delay` ± `jitter` (uniform, clamped at 0), drawn for
+ *    each reply independently, so replies whose delays cross go out in send-time order, not
+ *    arrival order (as netem's jitter does). With `jitterKeepOrder`, a reply not held for
+ *    reordering goes at the later of its own send time and that of the previous such reply to the
+ *    same source instead, which keeps per-source order but pushes delays towards the maximum.
+ *    Each source has its own timer, so a delayed reply never holds back replies to other sources.
  *
  * Determinism: the generator is consulted exactly four times per submitted reply, always, in this
  * order: `next()` for loss, for duplicate, for reorder, for the delay draw; even when the reply is
@@ -263,6 +268,7 @@ export class UdpImpairment<A> {
   readonly #reorder: number;
   readonly #delay: number;
   readonly #jitter: number;
+  readonly #keepOrder: boolean;
   readonly #maxHeld: number;
   /** Whether any reply can be deferred (reorder, delay or jitter on). */
   readonly #deferring: boolean;
@@ -299,6 +305,7 @@ export class UdpImpairment<A> {
     this.#reorder = options.reorder ?? 0;
     this.#delay = options.delay ?? 0;
     this.#jitter = options.jitter ?? 0;
+    this.#keepOrder = options.jitterKeepOrder ?? false;
     this.#maxHeld = options.maxHeld ?? DEFAULT_MAX_HELD;
     this.#deferring = this.#reorder > 0 || this.#delay > 0 || this.#jitter > 0;
     this.seed = options.seed ?? randomSeed();
@@ -432,8 +439,11 @@ export class UdpImpairment<A> {
       return;
     }
 
-    const at = source === undefined ? own : Math.max(own, source.lastAt);
-    if (at <= now && (source === undefined || source.head === source.queue.length)) {
+    const keepOrder = this.#keepOrder;
+    const at = source === undefined || !keepOrder ? own : Math.max(own, source.lastAt);
+    if (
+      at <= now && (source === undefined || !keepOrder || source.head === source.queue.length)
+    ) {
       // Immediate path: nothing of this source is queued ahead of it.
       if (copies === 2) this.duplicated++;
       if (source === undefined) {
@@ -454,11 +464,32 @@ export class UdpImpairment<A> {
       return;
     }
     source ??= this.#addSource(key);
-    source.queue.push({ data: data.slice(), to, copies, seq: source.nextSeq++, at });
-    source.lastAt = at;
+    const reply: Queued<A> = { data: data.slice(), to, copies, seq: source.nextSeq++, at };
+    const queue = source.queue;
+    // In send-time order; with keepOrder (or a later send time) that is the end.
+    let slot = queue.length;
+    if (slot > source.head && queue[slot - 1].at > at) {
+      let lo = source.head;
+      let hi = slot - 1;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (queue[mid].at > at) hi = mid;
+        else lo = mid + 1;
+      }
+      slot = lo;
+      queue.splice(slot, 0, reply);
+    } else {
+      queue.push(reply);
+    }
+    if (at > source.lastAt) source.lastAt = at;
     this.#held++;
     this.delayed++;
     if (copies === 2) this.duplicated++;
+    if (slot === source.head && source.timer !== undefined) {
+      // It goes before the reply the timer waits for.
+      clearTimeout(source.timer);
+      source.timer = undefined;
+    }
     if (source.timer === undefined) {
       const s = source;
       source.timer = this.#timer(() => this.#flush(s), timeoutFor(at, now));
@@ -523,6 +554,7 @@ export class UdpImpairment<A> {
     if (this.#reorder > 0) parts.push(`reorder ${percent(this.#reorder)}`);
     if (this.#delay > 0 || this.#jitter > 0) {
       parts.push(`delay ${ms(this.#delay)}${this.#jitter > 0 ? `±${ms(this.#jitter)}` : ""}`);
+      if (this.#jitter > 0 && this.#keepOrder) parts.push("jitter keeps order");
     }
     if (parts.length === 0) parts.push("no impairment");
     if (this.#maxHeld !== DEFAULT_MAX_HELD) parts.push(`max held ${this.#maxHeld}`);

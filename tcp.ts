@@ -20,6 +20,7 @@ export type { TcpEchoOptions, TlsServerOptions } from "./types.ts";
 import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./types.ts";
 import { serveStreamListener } from "./_stream_server.ts";
 import { listenTcp } from "./_tcp_listen.ts";
+import { startTlsClient } from "./_tls_client.ts";
 import { policyOf } from "./_policy.ts";
 import { firstDifference, listenError, toBytes } from "./_util.ts";
 import { connectAnyAddress } from "./_tcp_connect.ts";
@@ -382,27 +383,12 @@ async function connectStream(
   tcp.setNoDelay(true);
   if (!options.tls) return tcp;
   const where = describeTarget(address, options);
-  // startTls takes over the TCP connection's resource: from then on only the TLS one can be closed.
-  let conn: Deno.Conn = tcp;
-  const close = () => {
-    try {
-      conn.close();
-    } catch {
-      // already closed
-    }
-  };
-  signal.addEventListener("abort", close, { once: true });
   try {
-    const tls = await Deno.startTls(tcp, {
+    return await startTlsClient(tcp, {
       hostname: options.tls.servername ?? address.hostname,
       caCerts: options.tls.caCerts,
-    });
-    conn = tls;
-    if (signal.aborted) close();
-    await tls.handshake();
-    return tls;
+    }, signal);
   } catch (error) {
-    close();
     if (signal.aborted) {
       const reason = signal.reason;
       if (!(reason instanceof DOMException && reason.name === "TimeoutError")) throw reason;
@@ -415,8 +401,6 @@ async function connectStream(
       address,
       cause: error,
     });
-  } finally {
-    signal.removeEventListener("abort", close);
   }
 }
 

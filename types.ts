@@ -171,11 +171,18 @@ export interface ImpairOptions {
   /** Delay added to every reply, in milliseconds (0 to 86,400,000). */
   delay?: number;
   /**
-   * Uniform spread around `delay`, in milliseconds: each reply is delayed by a value drawn from
-   * [delay − jitter, delay + jitter), clamped at 0. Jitter alone never reorders replies to one
-   * source; only `reorder` does.
+   * Uniform spread around `delay`, in milliseconds: each reply is delayed by its own value drawn
+   * from [delay − jitter, delay + jitter), clamped at 0, independently of the others — as Linux
+   * netem does, so jitter reorders replies whose delays cross (the median delay stays `delay`).
    */
   jitter?: number;
+  /**
+   * Keep replies to one source in order despite `jitter`: a reply never goes before the previous
+   * one to its source, so its delay is the largest of its own draw and those still pending before
+   * it. That pushes delays towards `delay + jitter` (the median grows with the rate: once replies
+   * come faster than jitter / 2 apart, most wait for a slower predecessor). Default false.
+   */
+  jitterKeepOrder?: boolean;
   /** Seed in [0, 2^32) for the stage's own generator; drawn from `crypto` when absent. */
   seed?: number;
   /** Cap on replies held at once for reordering or delay (default `DEFAULT_MAX_HELD`). */

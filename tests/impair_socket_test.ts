@@ -334,17 +334,59 @@ for (const backend of BACKENDS) {
     report(`${backend}: delay ${delay} ms: median RTT ${m.toFixed(2)} ms`);
   });
 
-  test(`udp impair (${backend}): jitter without reorder keeps order for one source`, async () => {
+  test(`udp impair (${backend}): jitterKeepOrder keeps order for one source`, async () => {
     const count = 800;
     const delay = 20;
     const jitter = 15;
-    const served = await serveUdp(backend, { delay, jitter, seed: 3 });
+    const served = await serveUdp(backend, { delay, jitter, jitterKeepOrder: true, seed: 3 });
     const run = await exchange(served, count);
     await served.server.shutdown();
     assert.equal(run.arrivals.length, count);
     assert.deepEqual(run.arrivals, Array.from({ length: count }, (_, i) => i), "in order");
     assert.ok(Math.min(...run.rtt) >= delay - jitter);
     assert.equal(served.stage!.reordered, 0);
+  });
+
+  test(`udp impair (${backend}): jitter draws each delay around the asked one, as netem`, async () => {
+    const count = 1200;
+    const delay = 50;
+    const jitter = 20;
+    const rtts: Record<string, number[]> = {};
+    for (const keepOrder of [false, true]) {
+      const served = await serveUdp(backend, {
+        delay,
+        jitter,
+        jitterKeepOrder: keepOrder,
+        seed: 11,
+      });
+      const run = await exchange(served, count, { window: 64 });
+      await served.server.shutdown();
+      assert.equal(run.arrivals.length, count);
+      rtts[String(keepOrder)] = Array.from(run.rtt);
+      if (!keepOrder) assert.ok(reorderedCount(run.arrivals) > 0, "independent delays reorder");
+      else assert.equal(reorderedCount(run.arrivals), 0, "keep-order keeps order");
+    }
+    const free = rtts["false"].toSorted((a, b) => a - b);
+    const kept = rtts["true"].toSorted((a, b) => a - b);
+    const at = (sorted: number[], p: number) =>
+      sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
+    const m = at(free, 50);
+    const spread = at(free, 90) - at(free, 10);
+    // Uniform [D - J, D + J): median D, p90 - p10 = 1.6 J. Timers and the loaded box only add.
+    assert.ok(m >= delay - 2 && m <= delay + 5, `median RTT ${m} ms for ${delay} ms asked`);
+    assert.ok(
+      spread >= 0.8 * 1.6 * jitter && spread <= 1.25 * 1.6 * jitter,
+      `p90 - p10 = ${spread} ms, uniform gives ${1.6 * jitter}`,
+    );
+    const mk = at(kept, 50);
+    assert.ok(mk > m + jitter / 4, `keep-order median ${mk} ms is pushed up from ${m} ms`);
+    report(
+      `${backend}: delay ${delay}±${jitter} ms: independent p10/p50/p90 ${
+        at(free, 10).toFixed(1)
+      }/${m.toFixed(1)}/${at(free, 90).toFixed(1)} ms; keep-order ${at(kept, 10).toFixed(1)}/${
+        mk.toFixed(1)
+      }/${at(kept, 90).toFixed(1)} ms`,
+    );
   });
 
   test(`udp impair (${backend}): no impairment, no stage and no loss`, async () => {

@@ -394,10 +394,15 @@ test("with delay, no reply goes out before its submit time plus the delay", asyn
   }
 });
 
-test("jitter without reorder keeps per-source order; sources do not wait for each other", async () => {
+test("jitterKeepOrder without reorder keeps per-source order; sources do not wait for each other", async () => {
   const n = 400;
   const rec = recorder();
-  const stage = new UdpImpairment<Peer>(rec.send, { delay: 10, jitter: 10, seed: 5 });
+  const stage = new UdpImpairment<Peer>(rec.send, {
+    delay: 10,
+    jitter: 10,
+    jitterKeepOrder: true,
+    seed: 5,
+  });
   rec.submitLoop(() => {
     for (let seq = 0; seq < n; seq++) {
       const peer = peers[seq % 4];
@@ -421,7 +426,13 @@ test("reorder with delay: held replies are overtaken but never go before their d
   const delay = 10;
   const n = 300;
   const rec = recorder();
-  const stage = new UdpImpairment<Peer>(rec.send, { delay, jitter: 5, reorder: 0.2, seed: 8 });
+  const stage = new UdpImpairment<Peer>(rec.send, {
+    delay,
+    jitter: 5,
+    jitterKeepOrder: true,
+    reorder: 0.2,
+    seed: 8,
+  });
   const submittedAt: number[] = [];
   rec.submitLoop(() => {
     for (let seq = 0; seq < n; seq++) {

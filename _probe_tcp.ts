@@ -1,0 +1,400 @@
+/**
+ * The TCP lane of {@linkcode runProbe}: one connection per lane, a write loop that batches the
+ * requests it may send and a read loop that parses replies by length, checking every echoed byte
+ * against a fixed pattern indexed by stream offset.
+ *
+ * @module
+ */
+import {
+  describeNetworkError,
+  EchoConnectionError,
+  EchoError,
+  EchoMismatchError,
+  EchoTimeoutError,
+  formatAddress,
+} from "./errors.ts";
+import { Buffer } from "node:buffer";
+import { startTlsClient } from "./_tls_client.ts";
+import { type LaneTotals, type ProbeLane, type ProbeRun, QueuedLane, Ring } from "./_probe_run.ts";
+
+/** The payload pattern of TCP requests repeats every PERIOD bytes (a prime, so it never aligns). */
+const PERIOD = 251;
+/** Pause before a failed TCP connection is opened again, in ms. */
+const RECONNECT_DELAY = 100;
+/** Segments at least this long are compared natively (Buffer.compare); shorter ones in JS. */
+const NATIVE_COMPARE_MIN = 256;
+/** The most bytes one TCP write or read covers. */
+const MAX_IO = 256 * 1024;
+
+export async function openTcpLanes(run: ProbeRun): Promise<ProbeLane[]> {
+  const pattern = makePattern();
+  const workers = Array.from(
+    { length: run.s.connections },
+    (_, i) => new TcpLane(run, i, pattern),
+  );
+  const outcomes = await Promise.all(workers.map((w) => w.connect(false)));
+  if (!outcomes.some((ok) => ok)) {
+    for (const w of workers) w.close();
+    throw workers[0].lastError;
+  }
+  for (const [i, ok] of outcomes.entries()) {
+    if (ok) continue;
+    const error = workers[i].lastError;
+    if (!(error instanceof EchoError)) {
+      for (const w of workers) w.close();
+      throw error;
+    }
+    run.error(error);
+    workers[i].scheduleReconnect();
+  }
+  return workers;
+}
+
+/**
+ * The TCP request bytes: byte `o` of a connection's stream is `pattern[o % PERIOD]`, and the
+ * buffer is long enough that any write or read of up to MAX_IO bytes is one subarray of it.
+ */
+function makePattern(): Uint8Array {
+  const pattern = new Uint8Array(PERIOD + MAX_IO);
+  for (let i = 0; i < pattern.length; i++) pattern[i] = ((i % PERIOD) * 151 + 89) & 0xff;
+  return pattern;
+}
+
+export class TcpLane extends QueuedLane {
+  lastError: unknown;
+
+  readonly #pattern: Uint8Array;
+  readonly #buffer: Uint8Array;
+  readonly #size: number;
+  #conn: Deno.Conn | undefined;
+  /** Names the target in messages: `tcp 127.0.0.1:5006`, `tls …`, `unix /path`. */
+  readonly #where: string;
+  /** Bumped on every (re)connect and failure; loops of an older generation stop. */
+  #gen = 0;
+  #writing = false;
+  #closed = false;
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Send times of the requests in flight, oldest first. */
+  readonly #inflight: Ring;
+  /** Sequence number of the oldest request in flight. */
+  #headSeq = 0;
+  #sendOffset = 0;
+  #recvOffset = 0;
+  /** Bytes of the oldest request received so far, and whether any of them differed. */
+  #partial = 0;
+  #bad = false;
+
+  constructor(run: ProbeRun, index: number, pattern: Uint8Array) {
+    super(run, index);
+    this.#pattern = pattern;
+    this.#size = run.s.size;
+    const window = run.s.size * Math.min(run.s.pipeline, 64);
+    this.#buffer = new Uint8Array(Math.min(MAX_IO, Math.max(16 * 1024, window)));
+    this.#inflight = new Ring(Math.min(run.s.pipeline, 1024));
+    const kind = run.s.unix !== undefined ? "unix" : run.s.tls !== undefined ? "tls" : "tcp";
+    this.#where = `${kind} ${formatAddress(run.address)}`;
+  }
+
+  load(): number {
+    return this.#inflight.length + this.queue.length;
+  }
+
+  ready(): boolean {
+    return this.#conn !== undefined;
+  }
+
+  measuredInFlight(): number {
+    let n = 0;
+    const start = this.run.measureStart;
+    for (let i = 0; i < this.#inflight.length; i++) if (this.#inflight.at(i) >= start) n++;
+    return n;
+  }
+
+  /** Opens the connection; resolves false (after counting the error) when it cannot. */
+  async connect(reconnect: boolean): Promise<boolean> {
+    const run = this.run;
+    const gen = ++this.#gen;
+    const timeout = run.s.timeout;
+    const where = this.#where;
+    const timer = new AbortController();
+    const timeoutId = setTimeout(() => timer.abort(), timeout);
+    let conn: Deno.Conn;
+    try {
+      conn = await this.#dial(AbortSignal.any([timer.signal, run.closing.signal]));
+    } catch (error) {
+      if (this.#closed || run.finished) return false;
+      if (
+        error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied
+      ) {
+        this.lastError = error;
+        if (reconnect) run.fail(error);
+        return false;
+      }
+      const e = timer.signal.aborted
+        ? new EchoTimeoutError(`no connection to ${where} within ${timeout}ms`, {
+          address: run.address,
+          cause: error,
+        })
+        : new EchoConnectionError(`cannot connect to ${where}: ${describeNetworkError(error)}`, {
+          address: run.address,
+          cause: error,
+        });
+      this.lastError = e;
+      if (reconnect) {
+        run.error(e);
+        this.scheduleReconnect();
+      }
+      return false;
+    } finally {
+      clearTimeout(timeoutId);
+    }
+    if (this.#closed || run.finished || gen !== this.#gen) {
+      conn.close();
+      return false;
+    }
+    this.#conn = conn;
+    this.#sendOffset = 0;
+    this.#recvOffset = 0;
+    this.#partial = 0;
+    this.#bad = false;
+    this.#writing = false;
+    void this.#readLoop(conn, gen);
+    if (reconnect) run.capacity(this, performance.now());
+    return true;
+  }
+
+  /** Connects over TCP (TCP_NODELAY on), TLS (handshake done) or a Unix socket. */
+  async #dial(signal: AbortSignal): Promise<Deno.Conn> {
+    const s = this.run.s;
+    if (s.unix !== undefined) return await Deno.connect({ transport: "unix", path: s.unix });
+    const tcp = await Deno.connect({ hostname: s.hostname, port: s.port, signal });
+    try {
+      tcp.setNoDelay(true);
+    } catch {
+      // not fatal: latency may suffer from Nagle's algorithm
+    }
+    if (s.tls === undefined) return tcp;
+    return await startTlsClient(tcp, {
+      hostname: s.tls.servername ?? s.hostname,
+      caCerts: s.tls.caCerts,
+    }, signal);
+  }
+
+  scheduleReconnect(): void {
+    const run = this.run;
+    if (this.#closed || run.finished || this.#reconnectTimer !== undefined) return;
+    if (run.noMore) {
+      // Nothing more to send: requests handed to this connection are dropped, not retried.
+      run.failed += this.dropQueued();
+      run.settle();
+      return;
+    }
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      if (!this.#closed && !run.finished) void this.connect(true);
+    }, RECONNECT_DELAY);
+  }
+
+  pump(): void {
+    if (this.#writing || this.#conn === undefined || this.run.finished) return;
+    this.#writing = true;
+    void this.#writeLoop(this.#conn, this.#gen);
+  }
+
+  async #writeLoop(conn: Deno.Conn, gen: number): Promise<void> {
+    const run = this.run;
+    const size = this.#size;
+    const cap = run.s.pipeline;
+    const inflight = this.#inflight;
+    const pattern = this.#pattern;
+    try {
+      for (;;) {
+        let count = 0;
+        if (run.scheduled) {
+          const queue = this.queue;
+          while (queue.length > 0 && inflight.length < cap) {
+            const at = queue.shift();
+            inflight.push(at);
+            if (at >= run.measureStart) run.sent++;
+            count++;
+          }
+          run.queued -= count;
+        } else {
+          const now = performance.now();
+          while (inflight.length < cap && run.admit(now)) {
+            inflight.push(now);
+            if (now >= run.measureStart) run.sent++;
+            count++;
+          }
+        }
+        if (count === 0) break;
+        run.inflight += count;
+        let left = count * size;
+        while (left > 0) {
+          const offset = this.#sendOffset % PERIOD;
+          const n = await conn.write(pattern.subarray(offset, offset + Math.min(left, MAX_IO)));
+          if (gen !== this.#gen) return;
+          this.#sendOffset += n;
+          left -= n;
+        }
+      }
+    } catch (error) {
+      if (gen === this.#gen) this.#fail(error);
+      return;
+    }
+    if (gen === this.#gen) this.#writing = false;
+  }
+
+  async #readLoop(conn: Deno.Conn, gen: number): Promise<void> {
+    const buffer = this.#buffer;
+    try {
+      for (;;) {
+        const n = await conn.read(buffer);
+        if (gen !== this.#gen) return;
+        if (n === null) {
+          this.#fail(
+            new EchoConnectionError(
+              `${this.#where} closed the connection`,
+              { address: this.run.address },
+            ),
+          );
+          return;
+        }
+        this.#onData(n);
+        if (gen !== this.#gen || this.run.finished) return;
+      }
+    } catch (error) {
+      if (gen === this.#gen) this.#fail(error);
+    }
+  }
+
+  #onData(n: number): void {
+    const run = this.run;
+    const buffer = this.#buffer;
+    const pattern = this.#pattern;
+    const size = this.#size;
+    const inflight = this.#inflight;
+    let completed = 0;
+    let now = 0;
+    for (let i = 0; i < n;) {
+      if (inflight.length === 0) {
+        run.mismatches++;
+        this.#fail(
+          new EchoMismatchError(
+            `${this.#where} sent back more bytes than were sent`,
+            { address: run.address, offset: this.#recvOffset },
+          ),
+        );
+        return;
+      }
+      const take = Math.min(size - this.#partial, n - i);
+      if (!this.#bad) {
+        let p = this.#recvOffset % PERIOD;
+        if (take >= NATIVE_COMPARE_MIN) {
+          // Native memcmp: some 40 times faster than a JS loop on large segments.
+          const expected = pattern.subarray(p, p + take);
+          if (Buffer.compare(buffer.subarray(i, i + take), expected) !== 0) this.#bad = true;
+        } else {
+          for (let k = i, end = i + take; k < end; k++, p++) {
+            if (buffer[k] !== pattern[p]) {
+              this.#bad = true;
+              break;
+            }
+          }
+        }
+      }
+      i += take;
+      this.#recvOffset += take;
+      this.#partial += take;
+      if (this.#partial === size) {
+        if (now === 0) now = performance.now();
+        const sentAt = inflight.shift();
+        const seq = this.#headSeq++;
+        const warm = sentAt < run.measureStart;
+        run.inflight--;
+        completed++;
+        if (this.#bad) {
+          run.completedAll++;
+          run.lastActivity = now;
+          if (!warm) run.mismatches++;
+          run.reply(this.index, seq, size, now - sentAt, "mismatch", warm);
+        } else {
+          run.complete(this, sentAt, now);
+          if (run.options.onReply) run.reply(this.index, seq, size, now - sentAt, "reply", warm);
+        }
+        this.#partial = 0;
+        this.#bad = false;
+        if (run.finished) return;
+      }
+    }
+    if (completed > 0) {
+      if (run.noMore) run.settle();
+      if (!run.finished) run.capacity(this, now);
+    }
+  }
+
+  tick(now: number): void {
+    if (this.#conn === undefined || this.#inflight.length === 0) return;
+    const oldest = this.#inflight.peek();
+    if (now - oldest >= this.run.s.timeout) {
+      const run = this.run;
+      this.#fail(
+        new EchoTimeoutError(
+          `no reply from ${this.#where} within ${run.s.timeout}ms`,
+          { address: run.address },
+        ),
+      );
+    }
+  }
+
+  #fail(error: unknown): void {
+    const run = this.run;
+    this.#gen++;
+    this.#writing = false;
+    const conn = this.#conn;
+    this.#conn = undefined;
+    try {
+      conn?.close();
+    } catch {
+      // already closed
+    }
+    if (this.#closed || run.finished) return;
+    const lost = this.#inflight.length;
+    for (let i = 0; i < lost; i++) if (this.#inflight.at(i) >= run.measureStart) run.failed++;
+    this.#inflight.clear();
+    this.#headSeq += lost;
+    run.inflight -= lost;
+    this.#partial = 0;
+    this.#bad = false;
+    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+      run.fail(error);
+      return;
+    }
+    const e = error instanceof EchoError ? error : new EchoConnectionError(
+      `${this.#where}: ${describeNetworkError(error)}`,
+      { address: run.address, cause: error },
+    );
+    run.error(e);
+    if (run.finished) return;
+    this.scheduleReconnect();
+    if (!run.finished) run.settle();
+  }
+
+  contribute(totals: LaneTotals): void {
+    totals.outstanding += this.measuredInFlight();
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#gen++;
+    if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    const conn = this.#conn;
+    this.#conn = undefined;
+    try {
+      conn?.close();
+    } catch {
+      // already closed
+    }
+  }
+}
