@@ -72,10 +72,8 @@ interface Session {
 export interface StreamSharing {
   /** Sessions open across all of them, at index 0, so `maxConnections` caps the total. */
   sessions?: Int32Array;
-  /** Session ids are `idStart`, `idStart + idStep`, ..., so they stay unique across threads. */
-  idStart?: number;
-  /** See `idStart`. */
-  idStep?: number;
+  /** The last session id given out, at index 0, so ids are unique and in order across threads. */
+  ids?: Int32Array;
 }
 
 /**
@@ -115,7 +113,7 @@ class StreamServer implements EchoServer {
   #sweeper?: ReturnType<typeof setInterval>;
   #resolve: () => void;
   #nextId = 1;
-  #idStep = 1;
+  #ids?: Int32Array;
   #shared?: Int32Array;
   #refed = true;
 
@@ -128,8 +126,7 @@ class StreamServer implements EchoServer {
   ) {
     this.#policy = policy;
     this.#shared = sharing.sessions;
-    this.#nextId = sharing.idStart ?? 1;
-    this.#idStep = sharing.idStep ?? 1;
+    this.#ids = sharing.ids;
     this.#listeners = Array.isArray(listener) ? listener : [listener as Deno.Listener];
     this.#options = options;
     this.stats = options.stats ?? createStats();
@@ -207,8 +204,7 @@ class StreamServer implements EchoServer {
         continue;
       }
       if (this.#options.once) this.#stopAccepting();
-      void this.#session(conn, this.#nextId);
-      this.#nextId += this.#idStep;
+      void this.#session(conn, this.#ids ? Atomics.add(this.#ids, 0, 1) + 1 : this.#nextId++);
     }
     this.#acceptLoops--;
     this.#maybeFinish();

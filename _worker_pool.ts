@@ -80,6 +80,7 @@ const PORT_RETRIES = 20;
  * @param options The rest of the options, for the combinations that cannot work.
  * @throws {RangeError} When it is not a whole number of at least 1.
  * @throws {TypeError} When port sharing is unavailable or the options exclude workers.
+ * @throws {Deno.errors.NotCapable} Without read permission for the workers' module.
  */
 export function validateWorkers(workers: number, options: ServeEchoOptions = {}): void {
   if (!Number.isInteger(workers) || workers < 1) {
@@ -116,8 +117,8 @@ export function validateWorkers(workers: number, options: ServeEchoOptions = {})
   if (WORKER_MODULE.protocol === "file:") {
     const path = decodeURIComponent(WORKER_MODULE.pathname);
     if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") {
-      throw optionTypeError(
-        "workers",
+      // A missing permission, not a bad value: the CLIs report it as such (exit 1, not 2).
+      throw new Deno.errors.NotCapable(
         `workers above 1 need --allow-read for ${path} (Deno reads a worker's module)`,
       );
     }
@@ -150,6 +151,8 @@ export async function serveWithWorkers(
   const requested = options.port ?? DEFAULT_PORT;
   const own = options.stats ?? createStats();
   const sessions = new Int32Array(new SharedArrayBuffer(4));
+  // One id counter for every thread: ids are unique and in order of acceptance across threads.
+  const ids = new Int32Array(new SharedArrayBuffer(4));
   const listened: ListenInfo[] = [];
   const inner: ServeEchoOptions = {
     ...options,
@@ -167,11 +170,7 @@ export async function serveWithWorkers(
     } catch (error) {
       throw listenError(error, { hostname, port: requested, transport: "tcp" });
     }
-    tcp = serveStreamListener(listeners, inner, policy.stream, {}, {
-      sessions,
-      idStart: 1,
-      idStep: workers,
-    });
+    tcp = serveStreamListener(listeners, inner, policy.stream, {}, { sessions, ids });
     if (options.transport === "tcp") break;
     try {
       udp = await serveUdpEcho(usePolicy({ ...inner, port: tcp.addr.port }, policy));
@@ -193,7 +192,7 @@ export async function serveWithWorkers(
       // The cap is resolved here, so no worker reads the descriptor limit again.
       options: { ...crossable(options), maxConnections: policy.stream.maxConnections },
       hooks: HOOKS.filter((hook) => options[hook] !== undefined),
-      sharing: { sessions, idStart: i + 2, idStep: workers },
+      sharing: { sessions, ids },
     }));
   const started = await Promise.allSettled(threads.map((thread) => thread.ready));
   const failed = started.find((result) => result.status === "rejected");

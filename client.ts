@@ -23,6 +23,7 @@ import {
   EXIT_OK,
   flagTable,
   type FlagValues,
+  formatCount,
   paletteFor,
   parseAddress,
   parseDurationFlag,
@@ -36,7 +37,7 @@ import {
   UsageError,
   VERSION,
 } from "./_cli.ts";
-import { EchoError } from "./errors.ts";
+import { EchoError, EchoOutputError } from "./errors.ts";
 import {
   DEFAULT_TCP_TIMEOUT,
   type EchoResult,
@@ -229,7 +230,7 @@ async function main(): Promise<number> {
       ...target,
       timeout,
       output: Deno.stdout.writable,
-    }).catch((error) => Promise.reject(explain(error)));
+    }).catch((error) => Promise.reject(explain(stdoutClosed(error))));
     console.error(formatStreamResult(result, transport, json));
     return EXIT_OK;
   }
@@ -259,6 +260,19 @@ async function main(): Promise<number> {
     }
     throw error;
   }
+}
+
+/**
+ * `--stdin | head -c 100`: it was standard output that closed, not the connection, so say so.
+ */
+function stdoutClosed(error: unknown): unknown {
+  if (!(error instanceof EchoOutputError)) return error;
+  const why = error.cause instanceof Deno.errors.BrokenPipe ? "closed (broken pipe)" : "failed";
+  return new EchoOutputError(
+    `standard output ${why} after ${formatCount(error.bytes)} echoed bytes had been written ` +
+      "to it: it was the output that closed, not the connection",
+    { bytes: error.bytes, cause: error.cause },
+  );
 }
 
 /**

@@ -141,6 +141,36 @@ export class EchoConnectionError extends EchoError {
 }
 
 /**
+ * Writing the echo to its destination failed (for {@linkcode echoTcpStream}'s `output`: a pipe
+ * whose reader went away, a full disk), not the connection: the echo was verified up to `bytes`.
+ *
+ * @example
+ * ```ts
+ * import { EchoOutputError } from "./mod.ts";
+ * const error = new EchoOutputError("output closed after 100 echoed bytes: broken pipe", {
+ *   bytes: 100,
+ * });
+ * console.log(error.bytes); // 100
+ * ```
+ */
+export class EchoOutputError extends EchoError {
+  /** Echoed bytes written to the output before it failed. */
+  readonly bytes: number;
+
+  /**
+   * Creates an output error.
+   *
+   * @param message One line saying what failed.
+   * @param options How many bytes were written, the address and the cause.
+   */
+  constructor(message: string, options: EchoErrorOptions & { bytes: number }) {
+    super(message, options);
+    this.name = "EchoOutputError";
+    this.bytes = options.bytes;
+  }
+}
+
+/**
  * Formats an address as `host:port`, bracketing IPv6 literals (`[::1]:5006`); a Unix socket's
  * address is its path.
  *

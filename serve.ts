@@ -20,6 +20,7 @@ import type {
   ConnectionInfo,
   DatagramInfo,
   EchoAddr,
+  EchoImpairOptions,
   EchoServer,
   ListenInfo,
   ServeEchoOptions,
@@ -76,6 +77,7 @@ export function validateServeOptions(options: ServeEchoOptions<never> = {}): Ser
       `transport must be "tcp", "udp", "both" or "unix", got ${JSON.stringify(transport)}`,
     );
   }
+  checkImpairFits(transport, options.impair);
   if (options.workers !== undefined) validateWorkers(options.workers, options as ServeEchoOptions);
   const policy = buildPolicy(options);
   usePolicy(options, policy);
@@ -83,6 +85,38 @@ export function validateServeOptions(options: ServeEchoOptions<never> = {}): Ser
     maxConnections: policy.stream.maxConnections,
     maxConnectionsLowered: policy.maxConnectionsLowered,
   };
+}
+
+/** Impairments that only UDP replies have: on a stream the kernel retransmits and keeps order. */
+const DATAGRAM_IMPAIRMENTS = ["loss", "duplicate", "reorder", "jitter", "jitterKeepOrder"] as const;
+
+/**
+ * Refuses an impairment the served transports would silently ignore: loss, duplication, reordering
+ * and jitter without UDP, bandwidth without a stream (delay applies to both).
+ *
+ * @param transport The transports served.
+ * @param impair The impairment options.
+ * @throws {TypeError} Naming the impairment (`option` is `impair.loss`, ...).
+ */
+function checkImpairFits(transport: string, impair: EchoImpairOptions | undefined): void {
+  if (!impair) return;
+  if (transport === "tcp" || transport === "unix") {
+    const name = DATAGRAM_IMPAIRMENTS.find((key) => impair[key] !== undefined && impair[key] !== 0);
+    if (name !== undefined) {
+      throw optionTypeError(
+        `impair.${name}`,
+        `${name} applies to UDP replies only (a stream is never lossy, duplicated or ` +
+          `reordered: the kernel retransmits), and this server serves ` +
+          `${transport === "tcp" ? "TCP" : "a Unix socket"} only`,
+      );
+    }
+  }
+  if (transport === "udp" && impair.bandwidth !== undefined) {
+    throw optionTypeError(
+      "impair.bandwidth",
+      "bandwidth applies to TCP only (it paces a stream), and this server serves UDP only",
+    );
+  }
 }
 
 /**
@@ -147,6 +181,7 @@ export async function serveEcho(
   options: ServeEchoOptions<never> = {},
 ): Promise<EchoServer<EchoAddr>> {
   const transport = options.transport ?? "both";
+  checkImpairFits(transport, options.impair);
   if (transport === "unix") {
     // A Unix socket has no network address; the stream loop hands the hooks Unix addresses.
     const { hostname: _hostname, port: _port, transport: _transport, ...rest } = options;

@@ -254,10 +254,18 @@ function validate(options: ServeEchoOptions<EchoAddr>): ReturnType<typeof valida
     return validateServeOptions(options);
   } catch (error) {
     if (!(error instanceof RangeError || error instanceof TypeError)) throw error;
-    // The library's errors name their option; only --workers is named in the message.
+    // The library's errors name their option: --workers is named before the message; an
+    // impairment's message starts with its name, which becomes the flag.
     const option = (error as { option?: string }).option;
-    const flag = option === "workers" ? `--workers ${options.workers}: ` : "";
-    throw new UsageError(`${flag}${error.message}`);
+    if (option === "workers") {
+      throw new UsageError(`--workers ${options.workers}: ${error.message}`);
+    }
+    const impairment = option?.match(/^impair\.(\w+)$/)?.[1];
+    if (impairment && error.message.startsWith(impairment)) {
+      const flag = `--${impairment.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+      throw new UsageError(`${flag}${error.message.slice(impairment.length)}`);
+    }
+    throw new UsageError(error.message);
   }
 }
 

@@ -12,6 +12,7 @@ import {
   EchoConnectionError,
   EchoError,
   EchoMismatchError,
+  EchoOutputError,
   EchoTimeoutError,
   formatAddress,
 } from "./errors.ts";
@@ -508,6 +509,7 @@ export const DEFAULT_STREAM_TIMEOUT = 10_000;
  * progress).
  * @returns How many bytes came back identical, and how long it took.
  * @throws {EchoMismatchError} When an echoed byte differs or the stream ends short.
+ * @throws {EchoOutputError} When writing to `output` fails (its reader went away).
  * @throws {EchoTimeoutError} When nothing comes back for `timeout` while bytes are in flight.
  * @throws {EchoConnectionError} When the server cannot be reached or drops the connection.
  */
@@ -535,6 +537,7 @@ export async function echoTcpStream(
   let head = 0; // bytes of pending[0] already verified
   let inFlight = 0;
   let verified = 0;
+  let written = 0; // echoed bytes handed to `output`
   let inputDone = false;
   let lastProgress = performance.now();
   let timedOut = false;
@@ -612,7 +615,15 @@ export async function echoTcpStream(
         lastProgress = performance.now();
         wake?.();
         wake = undefined;
-        if (writer) await writer.write(buffer.slice(0, n));
+        if (writer) {
+          await writer.write(buffer.slice(0, n)).catch((error) => {
+            throw new EchoOutputError(
+              `output closed after ${written} echoed bytes: ${describeNetworkError(error)}`,
+              { address, bytes: written, cause: error },
+            );
+          });
+          written += n;
+        }
       }
       if (!inputDone || inFlight > 0) {
         throw new EchoMismatchError(

@@ -322,7 +322,7 @@ export interface ServeEchoOptions<A extends EchoAddr = Deno.NetAddr>
    * with its own listener on the same port (`reusePort`, which needs Linux and unstable net).
    * UDP stays on the main thread; `maxConnections` and the counters are totals over all threads;
    * hooks run on the main thread; `shutdown()` stops every thread; `unref()` cannot let the
-   * workers go (only `shutdown()` does). Session ids stay unique but are not consecutive.
+   * workers go (only `shutdown()` does). Session ids are unique and in order of acceptance across threads (one shared counter).
    * Default 1.
    */
   workers?: number;

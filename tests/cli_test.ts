@@ -260,6 +260,27 @@ test("cli: bad input exits 2 (usage) with one line and no stack trace", async ()
     ["client.ts", ["-u", "--retries", "-1"], /--retries|needs a value/],
     ["server.ts", ["-p"], /option -p needs a value|--port needs a value/],
     ["server.ts", ["stray"], /unexpected argument "stray"/],
+    // Impairments of the other transport would be ignored: they are refused, naming the transport.
+    [
+      "server.ts",
+      ["--tcp", "--loss", "0.2"],
+      /^server\.ts: --loss applies to UDP replies only .*serves TCP only/,
+    ],
+    [
+      "server.ts",
+      ["--tcp", "--reorder", "0.1"],
+      /^server\.ts: --reorder applies to UDP replies only/,
+    ],
+    [
+      "server.ts",
+      ["--tcp", "--jitter", "5ms"],
+      /^server\.ts: --jitter applies to UDP replies only/,
+    ],
+    [
+      "server.ts",
+      ["--udp", "--bandwidth", "1M"],
+      /^server\.ts: --bandwidth applies to TCP only .*serves UDP only/,
+    ],
   ];
   await Promise.all(cases.map(async ([program, args, pattern]) => {
     const context = `${program} ${args.join(" ")}`;
@@ -501,4 +522,38 @@ test("cli: SIGINT with an idle session open waits out the grace period, then exi
   assert.match(lines.at(-1)!, /^stopped: 1 TCP session,/);
   assert.equal(await conn.read(new Uint8Array(1)), null);
   conn.close();
+});
+
+test("cli: --stdin whose standard output is closed early says so, not 'broken pipe' on the connection", async () => {
+  const server = await startServer(["-p", "0", "--tcp", "-q"], { listeners: 1 });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", "client.ts", "--stdin", "-p", String(server.port)],
+    cwd: ROOT,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  // Like `| head -c 100`: read a little of the echo, then close the pipe while input keeps coming.
+  const writer = child.stdin.getWriter();
+  const chunk = new Uint8Array(64 * 1024);
+  await writer.write(chunk);
+  const reader = child.stdout.getReader();
+  const first = await reader.read();
+  assert.ok(first.value && first.value.length > 0);
+  await reader.cancel();
+  const stderr = new Response(child.stderr).text();
+  try {
+    for (let i = 0; i < 256; i++) await writer.write(chunk); // at most 16 MiB: it fails long before
+    await writer.close();
+  } catch {
+    // the client exited and closed its stdin
+  }
+  const status = await child.status;
+  assert.equal(status.code, 1);
+  assertOneLine(
+    await stderr,
+    /^client\.ts: error: standard output closed \(broken pipe\) after [\d,]+ echoed bytes had been written to it: it was the output that closed, not the connection$/,
+    "--stdin | head",
+  );
+  await stopServer(server);
 });

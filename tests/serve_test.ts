@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { EchoConnectionError, EchoError } from "../errors.ts";
 import type { CloseInfo, ConnectionInfo, DatagramInfo, ListenInfo } from "../serve.ts";
-import { DEFAULT_GRACE_PERIOD, describeListener, serveEcho } from "../serve.ts";
+import {
+  DEFAULT_GRACE_PERIOD,
+  describeListener,
+  serveEcho,
+  validateServeOptions,
+} from "../serve.ts";
 import { echoTcp } from "../tcp.ts";
 import { echoUdp, serveUdpEcho } from "../udp.ts";
 import { readUntilClosed, Recorder, runEval, takeUdpPortWithFreeTcp, test } from "./_helpers.ts";
@@ -350,4 +355,24 @@ test("unref: a running server does not keep the process alive", async () => {
     "serving unref'd deno deno",
     "serving unref'd node node",
   ]);
+});
+
+Deno.test("serveEcho: an impairment the served transports would ignore is a TypeError naming it", async () => {
+  for (
+    const [options, option] of [
+      [{ transport: "tcp", impair: { loss: 0.2 } }, "impair.loss"],
+      [{ transport: "tcp", impair: { delay: 5, jitter: 5 } }, "impair.jitter"],
+      [{ transport: "udp", impair: { bandwidth: 1000 } }, "impair.bandwidth"],
+    ] as const
+  ) {
+    await assert.rejects(serveEcho({ port: 0, ...options }), (error: unknown) => {
+      assert.ok(error instanceof TypeError, String(error));
+      assert.equal((error as { option?: string }).option, option);
+      return true;
+    });
+    assert.throws(() => validateServeOptions({ port: 0, ...options }), TypeError);
+  }
+  // Delay applies to both; loss with UDP served is fine.
+  await using both = await serveEcho({ port: 0, impair: { delay: 1, loss: 0.5, bandwidth: 1e6 } });
+  assert.equal(both.listeners.length, 2);
 });

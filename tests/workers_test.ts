@@ -57,8 +57,12 @@ test(`workers 3: 40 clients byte-exact, counters and hooks total over the thread
   assert.equal(server.stats.datagramsIn, 1);
   assert.equal(connections.length, 40);
   assert.equal(closes.length, 40);
-  // Ids stay unique across threads.
+  // Ids stay unique across threads, and none is skipped: 1 to 40, whichever thread accepted.
   assert.equal(new Set(connections.map((c) => c.id)).size, 40);
+  assert.deepEqual(
+    connections.map((c) => c.id).sort((a, b) => a - b),
+    [...Array(40).keys()].map((i) => i + 1),
+  );
   assert.deepEqual(new Set(closes.map((c) => c.id)), new Set(connections.map((c) => c.id)));
 });
 
@@ -131,13 +135,17 @@ test("server.ts --workers 2 without unstable net: usage error (exit 2), nothing 
   assert.match(stderr, /--workers 2: .*unstable net/);
 });
 
-test("server.ts --workers 2 without --allow-read: usage error (exit 2), nothing listens", async () => {
+test("server.ts --workers 2 without --allow-read: a missing permission (exit 1, as every missing permission is), nothing listens", async () => {
   if (SKIP) return;
   const child = spawnServer(["--port", "0", "--workers", "2"]);
   const { code, lines, stderr } = await childEnded(child);
-  assert.equal(code, 2, stderr);
+  assert.equal(code, 1, stderr);
   assert.deepEqual(lines, []);
-  assert.match(stderr, /--allow-read/);
+  assert.match(
+    stderr.trim(),
+    /^server\.ts: permission denied: workers above 1 need --allow-read for \S+_worker_entry\.ts/,
+  );
+  assert.equal(stderr.trim().split("\n").length, 1, stderr);
 });
 
 test("server.ts --workers auto: serves, and a signal stops every thread", async () => {
