@@ -18,10 +18,8 @@ import {
   Recorder,
   ROOT,
   spawnServer,
+  tutorialTcpClient,
 } from "./_helpers.ts";
-
-const decoder = new TextDecoder();
-const encoder = new TextEncoder();
 
 /** npm:ws runs on node:net, whose handles outlive a test by a tick; each test closes its own. */
 function test(name: string, fn: () => Promise<void>): void {
@@ -89,21 +87,6 @@ function nextMessage(ws: Client): Promise<{ data: Buffer; binary: boolean }> {
   return new Promise((resolve) =>
     ws.once("message", (data: Buffer, binary: boolean) => resolve({ data, binary }))
   );
-}
-
-/** The tutorial's TCP client: connect, send, read the echo, close. */
-async function tutorialTcpClient(port: number, message: string): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const data = encoder.encode(message);
-  await conn.write(data);
-  const reply = new Uint8Array(data.length);
-  for (let got = 0; got < reply.length;) {
-    const n = await conn.read(reply.subarray(got));
-    if (n === null) break;
-    got += n;
-  }
-  conn.close();
-  return decoder.decode(reply);
 }
 
 test("server.ts --ws --json: npm:ws echoes text and binary, a TCP session reaches an /events viewer, client.ts --ws, SIGUSR2 and shutdown 1001", async () => {
