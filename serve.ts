@@ -152,6 +152,7 @@ export async function serveEcho(
   options: ServeEchoOptions<never> = {},
 ): Promise<EchoServer<EchoAddr>> {
   const transport = options.transport ?? "both";
+  if (options.ws !== undefined) validateWs(options.ws, options);
   if (transport === "unix") {
     // A Unix socket has no network address; the stream loop hands the hooks Unix addresses.
     const { hostname: _hostname, port: _port, transport: _transport, ...rest } = options;
@@ -190,7 +191,6 @@ function validateWs(ws: ServeWsOptions, options: ServeEchoOptions<never>): void 
  * (without `ws`, the hot path has none). One handle; shutdown closes the WebSocket sessions with 1001.
  */
 async function serveWithWs(options: ServeEchoOptions, ws: ServeWsOptions): Promise<EchoServer> {
-  validateWs(ws, options as ServeEchoOptions<never>);
   const stats = options.stats ?? createStats();
   const feed = new EventFeed({ stats });
   // The WebSocket listener's ready line waits until every listener is bound.

@@ -49,6 +49,7 @@ const SPEC: CliSpec = {
     "deno run --allow-net server.ts [options]",
     "deno run --allow-net --allow-read server.ts --tls-cert FILE --tls-key FILE [options]",
     "deno run --allow-read --allow-write --allow-net server.ts --unix PATH [options]",
+    "deno run --allow-net server.ts --ws PORT [options]   (then open http://127.0.0.1:PORT/)",
   ],
   flags: [
     ...flagTable(undefined, {

@@ -417,6 +417,8 @@ test("serveEcho({ ws }): bad ws options and conflicts are named errors before an
     "ws",
   );
   await assert.rejects(serveEcho({ port: 0, ws: { port: 0, keepAlive: -1 } }), RangeError);
+  const path = `${await Deno.makeTempDir()}/echo.sock`;
+  await assert.rejects(serveEcho({ transport: "unix", path, ws: { port: 0 } }), TypeError);
   // A WebSocket port in use is a typed bind error (the WebSocket listener binds first).
   await using blocker = await serveEcho({ port: 0, transport: "tcp" });
   await assert.rejects(
