@@ -498,8 +498,8 @@ export function probeJson(result: ProbeResult, run: RunDescription): Record<stri
   };
 }
 
-/** How a single echo went over the wire, for its line: `tcp`, `tls`, `unix` or `udp`. */
-export type EchoTransportName = "tcp" | "tls" | "unix" | "udp";
+/** How a single echo went over the wire, for its line: `tcp`, `tls`, `unix`, `udp`, `ws` or `wss`. */
+export type EchoTransportName = "tcp" | "tls" | "unix" | "udp" | "ws" | "wss";
 
 /**
  * The line of a `--stdin` stream echo (on stderr: stdout carries the data), or its JSON object.

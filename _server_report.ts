@@ -5,10 +5,17 @@
  *
  * @module
  */
-import { countOf, JSON_SCHEMA, type Palette, printable, showBytes } from "./_cli.ts";
+import { countOf, formatCount, JSON_SCHEMA, type Palette, printable, showBytes } from "./_cli.ts";
 import { formatAddress } from "./errors.ts";
 import type { EchoStats } from "./stats.ts";
-import type { EchoAddr, EchoHooks, ListenInfo, RejectInfo, UnixListenInfo } from "./types.ts";
+import type {
+  EchoAddr,
+  EchoHooks,
+  ListenInfo,
+  RejectInfo,
+  ServeWsOptions,
+  UnixListenInfo,
+} from "./types.ts";
 import { describeListener } from "./serve.ts";
 
 /** Where the lines go: `out` is stdout (events), `err` is stderr (notes, warnings). */
@@ -57,18 +64,27 @@ export function peer(addr: Deno.Addr): string {
 }
 
 /**
- * A listener for the ready line: `tcp 127.0.0.1:5006`, `tls [::1]:5006`, `unix /tmp/echo.sock`.
+ * A listener for the ready line: `tcp 127.0.0.1:5006`, `tls [::1]:5006`, `unix /tmp/echo.sock`,
+ * `ws 127.0.0.1:5007 (page: http://127.0.0.1:5007/)` (`wss` and `https` with TLS).
  *
  * @example
  * ```ts
  * import { describeReady } from "./_server_report.ts";
  * console.log(describeReady({ transport: "tcp", hostname: "::1", port: 7, secure: true })); // "tls [::1]:7"
+ * console.log(describeReady({ transport: "ws", hostname: "127.0.0.1", port: 8 }));
+ * // "ws 127.0.0.1:8 (page: http://127.0.0.1:8/)"
  * ```
  *
  * @param info The listener.
  * @returns How to show it.
  */
 export function describeReady(info: ListenInfo | UnixListenInfo): string {
+  if (info.transport === "ws") {
+    const where = formatAddress(info);
+    return info.secure
+      ? `wss ${where} (page: https://${where}/)`
+      : `ws ${where} (page: http://${where}/)`;
+  }
   return info.transport !== "unix" && info.secure
     ? `tls ${formatAddress(info)}`
     : describeListener(info);
@@ -116,11 +132,32 @@ export function summary(stats: EchoStats, sessions = "TCP"): string {
     ? (["dropped", "duplicated", "reordered", "delayed", "overflow"] as const)
       .filter((what) => counters[what] > 0).map((what) => `${what} ${counters[what]}`)
     : [];
-  return `${countOf(stats.sessionsTotal, `${sessions} session`)}, ` +
+  const ws = stats.ws;
+  // The totals count WebSocket sessions too; the TCP figure is what is left of them.
+  const streamSessions = stats.sessionsTotal - (ws?.sessionsTotal ?? 0);
+  return `${countOf(streamSessions, `${sessions} session`)}, ` +
     `${countOf(stats.datagramsIn, "datagram")}, ${countOf(stats.bytesIn, "byte")} in, ` +
     `${countOf(stats.bytesOut, "byte")} out, ${countOf(stats.errors, "error")}` +
     (dropped.length ? `; refused: ${dropped.join(", ")}` : "") +
-    (impaired.length ? `; impairment: ${impaired.join(", ")}` : "");
+    (impaired.length ? `; impairment: ${impaired.join(", ")}` : "") +
+    (ws ? `; ws: ${wsSummary(ws)}` : "");
+}
+
+/** The WebSocket share of the counters: sessions and messages, then what went wrong, if anything. */
+function wsSummary(ws: NonNullable<EchoStats["ws"]>): string {
+  const notable = (
+    [
+      ["too big", ws.tooBig],
+      ["not reading", ws.slow],
+      ["protocol errors", ws.protocolErrors],
+      ["bad handshakes", ws.badRequests],
+      ["plain HTTP", ws.upgradeRequired],
+      ["viewers refused", ws.viewersRefused],
+    ] as const
+  ).filter(([, n]) => n > 0).map(([what, n]) => `${what} ${n}`);
+  return `${countOf(ws.sessionsTotal, "session")}, ${countOf(ws.messagesIn, "message")} in, ` +
+    `${formatCount(ws.messagesOut)} out, ${countOf(ws.pages, "page")}` +
+    (notable.length ? ` (${notable.join(", ")})` : "");
 }
 
 /**
@@ -222,6 +259,8 @@ interface RejectWindow {
 export class ServerReport {
   /** The hooks that print the events (those that are off are absent, so they cost nothing). */
   readonly hooks: EchoHooks<EchoAddr>;
+  /** The WebSocket sessions' hooks, for `serveEcho`'s `ws` option (absent ones cost nothing). */
+  readonly wsHooks: Pick<ServeWsOptions, "onConnection" | "onMessage" | "onClose">;
   #options: ServerReportOptions;
   #writers: ReportWriters;
   #rejects?: RejectLines;
@@ -312,6 +351,56 @@ export class ServerReport {
         if (json) emit("error", { message: error.message }, "");
         this.#warn("warning", error.message);
       },
+    };
+    this.wsHooks = {
+      onConnection: quiet ? undefined : ({ id, remoteAddr, path }) =>
+        emit(
+          "connection",
+          { transport: "ws", id, remote: peer(remoteAddr), path },
+          `ws connection #${id} from ${colors.cyan(peer(remoteAddr))} (path ${path})`,
+        ),
+      onMessage: verbose
+        ? ({ id, remoteAddr, data, bytes }) => {
+          const binary = typeof data !== "string";
+          const shown = binary ? new Uint8Array(data) : new TextEncoder().encode(data);
+          emit(
+            "data",
+            {
+              transport: "ws",
+              id,
+              remote: peer(remoteAddr),
+              size: bytes,
+              type: binary ? "binary" : "text",
+              ...(binary ? payload(shown) : { text: data }),
+            },
+            `received from ${peer(remoteAddr)} (ws #${id}, ${binary ? "binary" : "text"}): ${
+              showBytes(shown)
+            }`,
+          );
+        }
+        : undefined,
+      onClose: quiet
+        ? undefined
+        : ({ id, remoteAddr, bytes, messages, duration, reason, code, detail }) =>
+          emit(
+            "close",
+            {
+              transport: "ws",
+              id,
+              remote: peer(remoteAddr),
+              bytes,
+              messages,
+              duration_ms: duration,
+              reason,
+              code,
+              ...(detail ? { detail } : {}),
+            },
+            `ws closed #${id} ${
+              peer(remoteAddr)
+            }: ${bytes} bytes in ${messages} messages echoed in ${
+              duration.toFixed(1)
+            }ms (${reason}, ${code}${detail ? ` ${detail}` : ""})`,
+          ),
     };
   }
 

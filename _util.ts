@@ -56,3 +56,37 @@ export function firstDifference(a: Uint8Array, b: Uint8Array): number {
   if (!equal) { for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i; }
   return a.length === b.length ? -1 : n;
 }
+
+/**
+ * Whether a TLS listen (`Deno.listenTls`, `Deno.serve` with a certificate) failed on the
+ * certificate or key rather than on the address or a permission.
+ *
+ * @param error What the listen threw.
+ * @returns true for a certificate or key the runtime could not use.
+ */
+export function isTlsMaterialError(error: unknown): boolean {
+  if (
+    error instanceof Deno.errors.AddrInUse || error instanceof Deno.errors.NotCapable ||
+    error instanceof Deno.errors.PermissionDenied
+  ) return false;
+  return error instanceof Deno.errors.InvalidData ||
+    (error instanceof Error && /\b(?:key|cert|pem|tls)/i.test(error.message));
+}
+
+/**
+ * A one-line TypeError for a certificate or key a TLS listen could not use.
+ *
+ * @param error What the listen threw.
+ * @returns The error to throw, naming what was wrong.
+ */
+export function tlsMaterialError(error: unknown): TypeError {
+  const message = error instanceof Error ? error.message.split("\n")[0] : String(error);
+  const text = /no certificates found/i.test(message)
+    ? 'TLS certificate: no PEM certificate found (expected "-----BEGIN CERTIFICATE-----")'
+    : /no keys found/i.test(message)
+    ? 'TLS key: no PEM private key found (expected "-----BEGIN PRIVATE KEY-----", unencrypted)'
+    : /mismatch|consistent/i.test(message)
+    ? "TLS key does not belong to the certificate (KeyMismatch)"
+    : `invalid TLS certificate or key: ${message}`;
+  return new TypeError(text, { cause: error });
+}

@@ -12,6 +12,7 @@
  * deno run --allow-net client.ts --bench -c 50 -s 1024 --duration 10s [--udp] [--json]
  * deno run --allow-net --allow-read client.ts --tls --ca cert.pem [options] [MESSAGE]
  * deno run --allow-read --allow-write --allow-net client.ts --unix PATH [options] [MESSAGE]
+ * deno run --allow-net client.ts --ws [--host H] [--port P] | --url ws://HOST:PORT/ [MESSAGE]
  * ```
  *
  * @module
@@ -29,6 +30,7 @@ import {
   parseDurationFlag,
   parseFlags,
   parseInteger,
+  parsePort,
   parseRate,
   readPemFile,
   renderHelp,
@@ -45,6 +47,7 @@ import {
   echoTcpStream,
   type TcpClientOptions,
 } from "./tcp.ts";
+import { DEFAULT_WS_PORT, echoWs, type WsClientOptions, wsUrl } from "./ws.ts";
 import { DEFAULT_UDP_RETRIES, DEFAULT_UDP_TIMEOUT, echoUdp, MAX_UDP_PAYLOAD } from "./udp.ts";
 import {
   DEFAULT_PROBE_SIZE,
@@ -120,6 +123,7 @@ const SPEC: CliSpec = {
     "deno run --allow-net client.ts --bench [-c N] [--duration DURATION | --count N] [options]",
     "deno run --allow-net --allow-read client.ts --tls --ca cert.pem [options] [MESSAGE]",
     "deno run --allow-read --allow-write --allow-net client.ts --unix PATH [options] [MESSAGE]",
+    "deno run --allow-net client.ts --ws [--host H] [--port P] | --url ws://HOST:PORT/ [MESSAGE]",
   ],
   flags: [
     ...flagTable(undefined, {
@@ -138,6 +142,10 @@ const SPEC: CliSpec = {
       "ca FILE ...": "with --tls: also trust the PEM certificates in FILE (repeatable)",
       "servername NAME": "with --tls: the name the certificate must hold, when --host is not in it",
       "unix PATH": "connect to the Unix domain socket at PATH instead of --host and --port",
+    }),
+    ...flagTable("WebSocket (one echo; ping and bench not yet)", {
+      "ws": `send one WebSocket text message (default port ${DEFAULT_WS_PORT}; wss: with --tls)`,
+      "url URL": "the WebSocket echo's ws:// or wss:// URL (implies --ws; not with --host/--port)",
     }),
     ...flagTable(undefined, {
       "help -h": "show this help",
@@ -159,6 +167,10 @@ const SPEC: CliSpec = {
     [
       "deno run --allow-read --allow-write --allow-net client.ts --unix /tmp/echo.sock",
       "to a server on a Unix socket",
+    ],
+    [
+      "deno run --allow-net client.ts --ws --port 8080 'hi there'",
+      "one WebSocket message to server.ts --ws 8080, verified, with its round-trip time",
     ],
     [
       "deno run --allow-net client.ts --count 5 --interval 200ms -u",
@@ -206,6 +218,12 @@ async function main(): Promise<number> {
     : parseInteger(values.retries as string, "--retries", { min: 0, max: 1000 });
 
   const mode = measureMode(values);
+  if (values.ws || values.url !== undefined) {
+    if (mode !== undefined) {
+      throw new UsageError(`--ws and ${mode} mode: not supported yet (one echo only for now)`);
+    }
+    return await echoOverWs(values, positionals, { json, timeout });
+  }
   if (mode !== undefined) {
     if (positionals.length) {
       throw new UsageError(`${mode} mode sends its own probes: drop the MESSAGE (use --size)`);
@@ -273,6 +291,73 @@ function stdoutClosed(error: unknown): unknown {
       "to it: it was the output that closed, not the connection",
     { bytes: error.bytes, cause: error.cause },
   );
+}
+
+/**
+ * One WebSocket echo (`--ws`, `--url`): the message as a text message, the reply line or JSON as
+ * for TCP. Flags of other transports are usage errors.
+ */
+async function echoOverWs(
+  values: FlagValues,
+  positionals: string[],
+  common: { json: boolean; timeout?: number },
+): Promise<number> {
+  for (const flag of ["udp", "unix", "stdin", "retries", "servername"]) {
+    if (values[flag] !== undefined && values[flag] !== false) {
+      throw new UsageError(`--ws and --${flag} conflict`);
+    }
+  }
+  if (!values.tls && values.ca !== undefined) throw new UsageError("--ca applies to --tls only");
+  const url = values.url as string | undefined;
+  let target: WsClientOptions;
+  if (url !== undefined) {
+    if (values.host !== undefined || values.port !== undefined) {
+      throw new UsageError("--url and --host/--port conflict: the URL names the server");
+    }
+    if (!/^wss?:\/\//i.test(url)) {
+      throw new UsageError(`--url must be a ws:// or wss:// URL, got "${url}"`);
+    }
+    try {
+      target = { url: wsUrl({ url }) };
+    } catch {
+      throw new UsageError(`--url is not a valid URL: "${url}"`);
+    }
+  } else {
+    const { hostname } = parseAddress(values);
+    const port = values.port === undefined ? DEFAULT_WS_PORT : parsePort(values.port as string);
+    if (port === 0) throw new UsageError("--port must be from 1 to 65535 for a client");
+    target = { hostname, port };
+  }
+  const ca = values.ca as string[] | undefined;
+  if (values.tls) {
+    const caCerts = ca === undefined
+      ? undefined
+      : await Promise.all(ca.map((file) => readPemFile(file, "--ca", "certificate")));
+    target.tls = { caCerts };
+  }
+  const href = new URL(wsUrl(target));
+  const transport = href.protocol === "wss:" ? "wss" : "ws";
+  const message = positionals.length ? positionals.join(" ") : "Hello World";
+  const address = {
+    hostname: href.hostname.replace(/^\[|\]$/g, ""),
+    port: Number(href.port) || (transport === "wss" ? 443 : 80),
+    transport: "tcp" as const,
+  };
+  try {
+    const { rtt } = await echoWs(message, { ...target, timeout: common.timeout });
+    const result = { reply: new TextEncoder().encode(message), rtt, address };
+    console.log(
+      common.json
+        ? JSON.stringify(echoJson(result, { transport, message, udp: false }))
+        : formatEchoReply(result, transport, paletteFor(Deno.stdout)),
+    );
+    return EXIT_OK;
+  } catch (error) {
+    if (common.json && error instanceof EchoError) {
+      console.log(JSON.stringify(echoFailureJson(error, transport)));
+    }
+    throw error;
+  }
 }
 
 /**

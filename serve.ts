@@ -1,8 +1,9 @@
 /**
  * {@linkcode serveEcho} starts an echo service on any transport and returns one handle, shaped like
  * the one `Deno.serve` returns: TCP and/or UDP on one host and port, TLS (the `tls` option of TCP),
- * or a Unix socket (`transport: "unix"` and a `path`). {@linkcode validateServeOptions} checks the
- * options first, without binding anything.
+ * or a Unix socket (`transport: "unix"` and a `path`); with `ws`, a WebSocket echo and its live page
+ * beside TCP and UDP. {@linkcode validateServeOptions} checks the options first, without binding
+ * anything.
  *
  * @module
  */
@@ -14,16 +15,19 @@ import { createStats } from "./stats.ts";
 import { serveTcpEcho } from "./tcp.ts";
 import { serveUdpEcho } from "./udp.ts";
 import { serveUnixEcho } from "./unix.ts";
-import { optionTypeError } from "./_validate.ts";
+import { optionOf, optionTypeError } from "./_validate.ts";
+import { EventFeed, serveWsEcho, validateWsOptions } from "./ws.ts";
 import { serveWithWorkers, validateWorkers } from "./_worker_pool.ts";
 import type {
   ConnectionInfo,
   DatagramInfo,
   EchoAddr,
+  EchoHooks,
   EchoImpairOptions,
   EchoServer,
   ListenInfo,
   ServeEchoOptions,
+  ServeWsOptions,
   UnixEchoOptions,
   UnixListenInfo,
 } from "./types.ts";
@@ -79,6 +83,7 @@ export function validateServeOptions(options: ServeEchoOptions<never> = {}): Ser
   }
   checkImpairFits(transport, options.impair);
   if (options.workers !== undefined) validateWorkers(options.workers, options as ServeEchoOptions);
+  if (options.ws !== undefined) validateWs(options.ws, options);
   const policy = buildPolicy(options);
   usePolicy(options, policy);
   return {
@@ -182,6 +187,7 @@ export async function serveEcho(
 ): Promise<EchoServer<EchoAddr>> {
   const transport = options.transport ?? "both";
   checkImpairFits(transport, options.impair);
+  if (options.ws !== undefined) validateWs(options.ws, options);
   if (transport === "unix") {
     // A Unix socket has no network address; the stream loop hands the hooks Unix addresses.
     const { hostname: _hostname, port: _port, transport: _transport, ...rest } = options;
@@ -190,12 +196,77 @@ export async function serveEcho(
   // Network transports: the hooks are called with network addresses only.
   const net = options as ServeEchoOptions;
   policyOf(net);
+  if (net.ws !== undefined) return await serveWithWs(net, net.ws);
   if (net.workers !== undefined && net.workers !== 1) {
     return await serveWithWorkers(net, net.workers);
   }
   if (transport === "tcp") return serveTcpEcho(net);
   if (transport === "udp") return await serveUdpEcho(net);
   return await serveBoth(net);
+}
+
+/** The `ws` option's own checks, and the options it cannot go with; errors name `ws.<option>`. */
+function validateWs(ws: ServeWsOptions, options: ServeEchoOptions<never>): void {
+  if (options.transport === "unix") {
+    throw optionTypeError("ws", "ws cannot go with a Unix socket: it needs a network address");
+  }
+  if (options.once) throw optionTypeError("ws", "ws and once conflict: once serves one exchange");
+  try {
+    validateWsOptions(ws);
+  } catch (error) {
+    const option = optionOf(error);
+    if (option !== undefined) Object.assign(error as Error, { option: `ws.${option}` });
+    throw error;
+  }
+}
+
+/**
+ * The network server the options ask for, plus the WebSocket echo on the same host, with the same
+ * TLS, policy and counters: the page's feed is fed by the other transports' hooks, added only here
+ * (without `ws`, the hot path has none). One handle; shutdown closes the WebSocket sessions with 1001.
+ */
+async function serveWithWs(options: ServeEchoOptions, ws: ServeWsOptions): Promise<EchoServer> {
+  const stats = options.stats ?? createStats();
+  const feed = new EventFeed({ stats });
+  // The WebSocket listener's ready line waits until every listener is bound.
+  const listened: ListenInfo[] = [];
+  const wsServer = serveWsEcho({
+    ...ws,
+    hostname: options.hostname,
+    tls: options.tls,
+    gracePeriod: options.gracePeriod,
+    stats,
+    allow: options.allow,
+    maxConnections: options.maxConnections,
+    idleTimeout: options.idleTimeout,
+    feed,
+    onListen: (info) => listened.push(info),
+    onReject: options.onReject,
+    onError: options.onError,
+  });
+  let base: EchoServer;
+  try {
+    const { ws: _ws, signal: _signal, ...rest } = options;
+    const transport = options.transport === "udp" ? "udp" : "tcp";
+    const inner = { ...withFeed(rest, feed.hooks(transport)), stats };
+    base = await serveEcho(usePolicy(inner, policyOf(options)));
+  } catch (error) {
+    await wsServer.shutdown();
+    throw error;
+  }
+  const server = combine(base, wsServer, stats, options.signal);
+  for (const info of listened) callHook(options, options.onListen, info);
+  return server;
+}
+
+/** The user's hooks, each preceded by the feed's (which never throws). */
+function withFeed(user: EchoHooks, feed: EchoHooks): EchoHooks {
+  const out: Record<string, unknown> = {};
+  for (const [name, hook] of Object.entries(feed) as [keyof EchoHooks, (i: unknown) => void][]) {
+    const theirs = user[name] as ((i: unknown) => void) | undefined;
+    out[name] = theirs ? (info: unknown) => (hook(info), theirs(info)) : hook;
+  }
+  return { ...user, ...out };
 }
 
 /** TCP and UDP on one host and port. */

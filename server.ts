@@ -7,6 +7,7 @@
  * deno run --allow-net server.ts [--host ADDR] [--port PORT] [--tcp|--udp] [--once] [-v|-q] [--json]
  * deno run --allow-net --allow-read server.ts --tls-cert FILE --tls-key FILE [options]
  * deno run --allow-read --allow-write --allow-net server.ts --unix PATH [options]
+ * deno run --allow-net server.ts --ws 8080 [options]   # and open http://127.0.0.1:8080/
  * ```
  *
  * @module
@@ -23,6 +24,7 @@ import {
   parseDurationFlag,
   parseFlags,
   parseInteger,
+  parsePort,
   parseRate,
   readPemFile,
   renderHelp,
@@ -44,17 +46,19 @@ import { createStats } from "./stats.ts";
 import { formatDuration } from "./duration.ts";
 import { ServerReport } from "./_server_report.ts";
 import { onShutdownSignals } from "./_cli_signals.ts";
+import { DEFAULT_WS_MAX_MESSAGE, WS_MAX_MESSAGE_LIMIT } from "./ws.ts";
 
 const TRANSPORTS = "Transports (TCP only: no UDP with these)";
 const IMPAIR = "Impairment (UDP; on TCP only --delay and --bandwidth: the kernel retransmits)";
 
 const SPEC: CliSpec = {
   name: "server.ts",
-  summary: "TCP and UDP echo server (RFC 862)",
+  summary: "TCP and UDP echo server (RFC 862), with a WebSocket echo and a live page (--ws)",
   usage: [
     "deno run --allow-net server.ts [options]",
     "deno run --allow-net --allow-read server.ts --tls-cert FILE --tls-key FILE [options]",
     "deno run --allow-read --allow-write --allow-net server.ts --unix PATH [options]",
+    "deno run --allow-net server.ts --ws PORT [options]   (then open http://127.0.0.1:PORT/)",
   ],
   flags: [
     ...flagTable(undefined, {
@@ -74,6 +78,15 @@ const SPEC: CliSpec = {
         "serve TLS instead of plain TCP with this PEM certificate chain (needs --tls-key)",
       "tls-key FILE": "the certificate's PEM private key (unencrypted)",
       "unix PATH": "serve on a Unix domain socket at PATH instead (stale socket replaced)",
+    }),
+    ...flagTable("WebSocket and the live page", {
+      "ws PORT":
+        "also serve a WebSocket echo and the live page on PORT of the same --host (wss: with --tls-cert)",
+      "ws-max-message BYTES": `largest WebSocket message echoed (default ${
+        DEFAULT_WS_MAX_MESSAGE >> 20
+      } MiB, at most ${WS_MAX_MESSAGE_LIMIT}); larger: close 1009`,
+      "ws-events-from CIDR ...":
+        "besides loopback, who may watch the page's live feed of every client (repeatable)",
     }),
     ...flagTable("Performance", {
       "workers N|auto":
@@ -122,6 +135,10 @@ const SPEC: CliSpec = {
       "echo over TLS on 127.0.0.1:5006 (try: client.ts --tls --ca cert.pem)",
     ],
     [
+      "deno run --allow-net server.ts --ws 8080",
+      "TCP and UDP on 5006, a WebSocket echo and the live page on http://127.0.0.1:8080/",
+    ],
+    [
       "deno run --allow-read --allow-write --allow-net server.ts --unix /tmp/echo.sock",
       "echo on a Unix socket, removed again on exit (try: client.ts --unix /tmp/echo.sock)",
     ],
@@ -137,6 +154,10 @@ const SPEC: CliSpec = {
     "--allow-read for the two files. --unix serves a stream socket (no UDP, no --host, --port or\n" +
     "--allow) and needs --allow-read, --allow-write and --allow-net for PATH (Deno asks for all\n" +
     "three; --allow-net=unix:PATH is enough of the last).",
+    "--ws PORT serves a WebSocket echo (any path; text stays text, binary stays binary) and, at\n" +
+    "GET /, a page with an echo console, a ping chart and a live feed of every transport's events.\n" +
+    "The feed shows clients' addresses and payloads, so only loopback viewers get it unless\n" +
+    "--ws-events-from says otherwise. --allow, --max-connections and --idle-timeout apply to it too.",
     "--workers N accepts TCP on N threads sharing the port (Linux, unstable net, and --allow-read\n" +
     "for the workers' module); UDP stays on the main thread; --max-connections and the counters\n" +
     "are totals over every thread.",
@@ -194,6 +215,40 @@ function options(values: FlagValues): ServeEchoOptions<EchoAddr> {
     loopGuard: values["no-loop-guard"] ? false : undefined,
     impair: Object.values(impair).some((v) => v !== undefined) ? impair : undefined,
     workers: text("workers") === undefined ? undefined : parseWorkers(text("workers")!),
+    ws: wsOptions(values, port),
+  };
+}
+
+/** `--ws PORT` and its flags -> the `ws` option (its hooks are added by main). */
+function wsOptions(values: FlagValues, port: number): ServeEchoOptions["ws"] {
+  const maxMessage = values["ws-max-message"] as string | undefined;
+  const eventsFrom = values["ws-events-from"] as string[] | undefined;
+  if (values.ws === undefined) {
+    const flag = maxMessage !== undefined ? "--ws-max-message" : "--ws-events-from";
+    if (maxMessage !== undefined || eventsFrom !== undefined) {
+      throw new UsageError(`${flag} applies to --ws only`);
+    }
+    return undefined;
+  }
+  const wsPort = parsePort(values.ws as string, "--ws");
+  if (wsPort !== 0 && wsPort === port) {
+    throw new UsageError(`--ws and --port must differ: both are ${port}`);
+  }
+  for (const flag of ["unix", "once"]) {
+    if (values[flag] !== undefined) {
+      throw new UsageError(
+        `--ws and --${flag} conflict: ${
+          flag === "once" ? "--once serves one exchange" : "WebSocket needs a network address"
+        }`,
+      );
+    }
+  }
+  return {
+    port: wsPort,
+    maxMessage: maxMessage === undefined
+      ? undefined
+      : parseInteger(maxMessage, "--ws-max-message", { min: 0, max: WS_MAX_MESSAGE_LIMIT }),
+    eventsFrom,
   };
 }
 
@@ -254,12 +309,13 @@ function validate(options: ServeEchoOptions<EchoAddr>): ReturnType<typeof valida
     return validateServeOptions(options);
   } catch (error) {
     if (!(error instanceof RangeError || error instanceof TypeError)) throw error;
-    // The library's errors name their option: --workers is named before the message; an
-    // impairment's message starts with its name, which becomes the flag.
+    // The library's errors name their option: --workers and --ws-events-from are named before
+    // the message; an impairment's message starts with its name, which becomes the flag.
     const option = (error as { option?: string }).option;
     if (option === "workers") {
       throw new UsageError(`--workers ${options.workers}: ${error.message}`);
     }
+    if (option === "ws.eventsFrom") throw new UsageError(`--ws-events-from: ${error.message}`);
     const impairment = option?.match(/^impair\.(\w+)$/)?.[1];
     if (impairment && error.message.startsWith(impairment)) {
       const flag = `--${impairment.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
@@ -295,6 +351,7 @@ async function main(): Promise<number> {
   const stats = createStats();
   const full: ServeEchoOptions<EchoAddr> = {
     ...serveOptions,
+    ws: serveOptions.ws && { ...serveOptions.ws, ...report.wsHooks },
     stats,
     signal: controller.signal,
     ...report.hooks,

@@ -23,7 +23,13 @@ import { serveStreamListener } from "./_stream_server.ts";
 import { listenTcp } from "./_tcp_listen.ts";
 import { startTlsClient } from "./_tls_client.ts";
 import { policyOf } from "./_policy.ts";
-import { firstDifference, listenError, toBytes } from "./_util.ts";
+import {
+  firstDifference,
+  isTlsMaterialError,
+  listenError,
+  tlsMaterialError,
+  toBytes,
+} from "./_util.ts";
 import { connectAnyAddress } from "./_tcp_connect.ts";
 
 /**
@@ -76,26 +82,6 @@ export function serveTcpEcho(options: TcpEchoOptions = {}): EchoServer {
     throw listenError(error, { hostname, port, transport: "tcp" });
   }
   return serveStreamListener(listener, options, policy.stream, tls ? { secure: true } : {});
-}
-
-/** Whether `Deno.listenTls` failed on the certificate or key rather than on the address. */
-function isTlsMaterialError(error: unknown): boolean {
-  return error instanceof Deno.errors.InvalidData ||
-    (error instanceof Error && /\b(?:key|cert)/i.test(error.message) &&
-      !(error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied));
-}
-
-/** A one-line TypeError for a certificate or key `Deno.listenTls` could not use. */
-function tlsMaterialError(error: unknown): TypeError {
-  const message = error instanceof Error ? error.message.split("\n")[0] : String(error);
-  const text = /no certificates found/i.test(message)
-    ? 'TLS certificate: no PEM certificate found (expected "-----BEGIN CERTIFICATE-----")'
-    : /no keys found/i.test(message)
-    ? 'TLS key: no PEM private key found (expected "-----BEGIN PRIVATE KEY-----", unencrypted)'
-    : /mismatch|consistent/i.test(message)
-    ? "TLS key does not belong to the certificate (KeyMismatch)"
-    : `invalid TLS certificate or key: ${message}`;
-  return new TypeError(text, { cause: error });
 }
 
 /** Options of every echo client. */

@@ -33,16 +33,18 @@ export type EchoAddr = Deno.NetAddr | Deno.UnixAddr;
 
 /** A bound network listener: which transport, where, and for UDP which backend serves it. */
 export interface ListenInfo {
-  /** `tcp` or `udp`. */
-  transport: "tcp" | "udp";
+  /** `tcp`, `udp` or `ws` (the WebSocket echo of `serveEcho`'s `ws` option). */
+  transport: "tcp" | "udp" | "ws";
   /** The address actually bound. */
   hostname: string;
   /** The port actually bound (never 0). */
   port: number;
   /** For UDP: `deno` (Deno.listenDatagram) or `node` (node:dgram fallback). */
   backend?: UdpBackendKind;
-  /** For TCP: whether the listener speaks TLS. */
+  /** For TCP and WebSocket: whether the listener speaks TLS (`wss:` for WebSocket). */
   secure?: boolean;
+  /** For WebSocket: the echo's URL, `ws://127.0.0.1:5007/` (the page is at the same place). */
+  url?: string;
   /** The active impairments, described (`loss 20%, delay 50ms, seed 42`), when any. */
   impairment?: string;
 }
@@ -92,7 +94,7 @@ export type RejectReason = "limit" | "acl" | "guard" | "rate";
 /** A connection closed at once, or a datagram left unanswered, by a policy. */
 export interface RejectInfo<A extends EchoAddr = Deno.NetAddr> {
   /** Which transport it came on. */
-  transport: A extends Deno.UnixAddr ? "unix" : "tcp" | "udp";
+  transport: A extends Deno.UnixAddr ? "unix" : "tcp" | "udp" | "ws";
   /** Where it came from. */
   remoteAddr: A;
   /** Which policy refused it. */
@@ -236,6 +238,131 @@ export interface TlsServerOptions {
   key: string;
 }
 
+/** A bound WebSocket listener. */
+export interface WsListenInfo {
+  /** Always `ws`. */
+  transport: "ws";
+  /** The address actually bound. */
+  hostname: string;
+  /** The port actually bound. */
+  port: number;
+  /** Whether it speaks TLS (`wss:`). */
+  secure: boolean;
+  /** The echo's URL, `ws://127.0.0.1:5007/`. */
+  url: string;
+}
+
+/** A WebSocket session that was just opened. */
+export interface WsConnectionInfo {
+  /** Always `ws`. */
+  transport: "ws";
+  /** Session number, counting from 1 for each server. */
+  id: number;
+  /** The client. */
+  remoteAddr: Deno.NetAddr;
+  /** The path the client asked for. */
+  path: string;
+}
+
+/** A message received, before it is echoed. */
+export interface WsMessageInfo {
+  /** Always `ws`. */
+  transport: "ws";
+  /** Session number. */
+  id: number;
+  /** The client. */
+  remoteAddr: Deno.NetAddr;
+  /** The message: text as a string, binary as an ArrayBuffer. */
+  data: string | ArrayBuffer;
+  /** Its size in bytes (text: UTF-8). */
+  bytes: number;
+}
+
+/** A WebSocket session that ended. */
+export interface WsCloseInfo {
+  /** Always `ws`. */
+  transport: "ws";
+  /** Session number. */
+  id: number;
+  /** The client. */
+  remoteAddr: Deno.NetAddr;
+  /** Payload bytes echoed back. */
+  bytes: number;
+  /** Messages echoed back. */
+  messages: number;
+  /** How long the session lasted, in ms. */
+  duration: number;
+  /**
+   * Why it ended: `eof` (close handshake from the client), `reset` (connection lost),
+   * `error` (protocol error, e.g. invalid UTF-8), `idle`, `limit` (message too big, client not
+   * reading), `shutdown`.
+   */
+  reason: CloseReason;
+  /** The close code (1006 when there was no close frame). */
+  code: number;
+  /** The close reason text, or the runtime's error. */
+  detail: string;
+}
+
+/** A request refused by a policy before it became a session. */
+export interface WsRejectInfo {
+  /** Always `ws`. */
+  transport: "ws";
+  /** Where it came from. */
+  remoteAddr: Deno.NetAddr;
+  /** `acl` (403) or `limit` (503). */
+  reason: RejectReason;
+}
+
+/** Hooks of the WebSocket echo (`serveWsEcho`); a hook that throws is reported to `onError`. */
+export interface WsHooks {
+  /** Called once the listener is bound. */
+  onListen?: (info: WsListenInfo) => void;
+  /** Called when a session opens. */
+  onConnection?: (info: WsConnectionInfo) => void;
+  /** Called for each message (for verbose logging). */
+  onMessage?: (info: WsMessageInfo) => void;
+  /** Called when a session ends. */
+  onClose?: (info: WsCloseInfo) => void;
+  /** Called when a policy refuses a request (also counted in `stats.dropped`). */
+  onReject?: (info: WsRejectInfo) => void;
+  /** Called for unexpected errors (request handler failures, throwing hooks). */
+  onError?: (error: EchoError) => void;
+}
+
+/**
+ * The WebSocket echo's own options: what `serveEcho`'s `ws` option takes besides its hooks (the
+ * host, TLS, allow-list, limits and counters are the server's).
+ */
+export interface WsOptions {
+  /** Port to bind. Default 5007 (`DEFAULT_WS_PORT`); 0 picks a free one. */
+  port?: number;
+  /**
+   * The runtime's keep-alive, in ms: after half of it without a message a ping is sent, and with
+   * no reply in the other half the session is closed (1001). Default 30000; 0 = off.
+   */
+  keepAlive?: number;
+  /** Largest message echoed, in bytes; larger: close 1009. Default 16 MiB; at most 64 MiB − 1. */
+  maxMessage?: number;
+  /**
+   * Bytes of echoes queued to a client before it is closed (1008) for not reading: the window a
+   * client may pipeline without reading. Default 32 MiB.
+   */
+  maxBuffered?: number;
+  /** Serve the live page at `GET /`. Default true. */
+  page?: boolean;
+  /** Besides loopback, who may watch `/events` (it shows every client's address and payloads). */
+  eventsFrom?: readonly string[];
+}
+
+/**
+ * `serveEcho`'s `ws` option: a WebSocket echo (and the live page) beside TCP and UDP, on the same
+ * host, with the same TLS, policy and counters. Its listener and refusals reach the server's
+ * `onListen` and `onReject` (transport `ws`); its sessions have hooks of their own, here.
+ */
+export interface ServeWsOptions
+  extends WsOptions, Pick<WsHooks, "onConnection" | "onMessage" | "onClose"> {}
+
 /** Options every echo server takes. */
 export interface EchoServerOptions<A extends EchoAddr = Deno.NetAddr> extends EchoHooks<A> {
   /** Address to bind. Default `127.0.0.1`; `0.0.0.0`, `::` and `::1` work too. */
@@ -326,6 +453,11 @@ export interface ServeEchoOptions<A extends EchoAddr = Deno.NetAddr>
    * Default 1.
    */
   workers?: number;
+  /**
+   * Also serve a WebSocket echo and the live page on another port of the same host (with `tls`,
+   * `wss:`). Its page's feed shows this server's TCP and UDP events too. Not with `unix` or `once`.
+   */
+  ws?: ServeWsOptions;
 }
 
 /**

@@ -33,16 +33,40 @@ import {
 import { CidrList } from "./cidr.ts";
 import { callHook, reportError } from "./_hooks.ts";
 import { policyOf } from "./_policy.ts";
-import type { CloseReason, RejectReason, TlsServerOptions } from "./types.ts";
+import { optionRangeError, optionTypeError } from "./_validate.ts";
+import type {
+  CloseReason,
+  RejectReason,
+  TlsServerOptions,
+  WsHooks,
+  WsListenInfo,
+  WsOptions,
+} from "./types.ts";
 import { DEFAULT_GRACE_PERIOD, DEFAULT_HOSTNAME } from "./types.ts";
 import type { EchoStats, WsCounters } from "./stats.ts";
 import { createStats } from "./stats.ts";
 import type { TlsClientOptions } from "./tcp.ts";
-import { firstDifference, listenError, toBytes } from "./_util.ts";
+import {
+  firstDifference,
+  isTlsMaterialError,
+  listenError,
+  tlsMaterialError,
+  toBytes,
+} from "./_util.ts";
 import { EventFeed, mayWatch } from "./_event_feed.ts";
 import { WS_PAGE } from "./_ws_page.ts";
 
 export { EventFeed } from "./_event_feed.ts";
+// The info and hook types live in types.ts (serveEcho's `ws` option uses them); named here too.
+export type {
+  WsCloseInfo,
+  WsConnectionInfo,
+  WsHooks,
+  WsListenInfo,
+  WsMessageInfo,
+  WsOptions,
+  WsRejectInfo,
+} from "./types.ts";
 export type {
   EventFeedOptions,
   FeedEvent,
@@ -65,104 +89,10 @@ export const DEFAULT_WS_MAX_BUFFERED = 32 << 20;
 /** Default keep-alive: a ping after 15 s without messages, closed 15 s later without a reply. */
 export const DEFAULT_WS_KEEP_ALIVE = 30_000;
 
-/** A bound WebSocket listener. */
-export interface WsListenInfo {
-  /** Always `ws`. */
-  transport: "ws";
-  /** The address actually bound. */
-  hostname: string;
-  /** The port actually bound. */
-  port: number;
-  /** Whether it speaks TLS (`wss:`). */
-  secure: boolean;
-  /** The echo's URL, `ws://127.0.0.1:5007/`. */
-  url: string;
-}
-
-/** A WebSocket session that was just opened. */
-export interface WsConnectionInfo {
-  /** Always `ws`. */
-  transport: "ws";
-  /** Session number, counting from 1 for each server. */
-  id: number;
-  /** The client. */
-  remoteAddr: Deno.NetAddr;
-  /** The path the client asked for. */
-  path: string;
-}
-
-/** A message received, before it is echoed. */
-export interface WsMessageInfo {
-  /** Always `ws`. */
-  transport: "ws";
-  /** Session number. */
-  id: number;
-  /** The client. */
-  remoteAddr: Deno.NetAddr;
-  /** The message: text as a string, binary as an ArrayBuffer. */
-  data: string | ArrayBuffer;
-  /** Its size in bytes (text: UTF-8). */
-  bytes: number;
-}
-
-/** A WebSocket session that ended. */
-export interface WsCloseInfo {
-  /** Always `ws`. */
-  transport: "ws";
-  /** Session number. */
-  id: number;
-  /** The client. */
-  remoteAddr: Deno.NetAddr;
-  /** Payload bytes echoed back. */
-  bytes: number;
-  /** Messages echoed back. */
-  messages: number;
-  /** How long the session lasted, in ms. */
-  duration: number;
-  /**
-   * Why it ended: `eof` (close handshake from the client), `reset` (connection lost),
-   * `error` (protocol error, e.g. invalid UTF-8), `idle`, `limit` (message too big, client not
-   * reading), `shutdown`.
-   */
-  reason: CloseReason;
-  /** The close code (1006 when there was no close frame). */
-  code: number;
-  /** The close reason text, or the runtime's error. */
-  detail: string;
-}
-
-/** A request refused by a policy before it became a session. */
-export interface WsRejectInfo {
-  /** Always `ws`. */
-  transport: "ws";
-  /** Where it came from. */
-  remoteAddr: Deno.NetAddr;
-  /** `acl` (403) or `limit` (503). */
-  reason: RejectReason;
-}
-
-/** Hooks of {@linkcode serveWsEcho}; a hook that throws is reported to `onError`. */
-export interface WsHooks {
-  /** Called once the listener is bound. */
-  onListen?: (info: WsListenInfo) => void;
-  /** Called when a session opens. */
-  onConnection?: (info: WsConnectionInfo) => void;
-  /** Called for each message (for verbose logging). */
-  onMessage?: (info: WsMessageInfo) => void;
-  /** Called when a session ends. */
-  onClose?: (info: WsCloseInfo) => void;
-  /** Called when a policy refuses a request (also counted in `stats.dropped`). */
-  onReject?: (info: WsRejectInfo) => void;
-  /** Called for unexpected errors (request handler failures, throwing hooks). */
-  onError?: (error: EchoError) => void;
-}
-
-/** Options of {@linkcode serveWsEcho}. */
-export interface WsEchoOptions extends WsHooks {
+/** Options of {@linkcode serveWsEcho}: the WebSocket echo's own, its hooks, and the server's. */
+export interface WsEchoOptions extends WsHooks, WsOptions {
   /** Address to bind. Default `127.0.0.1`. */
   hostname?: string;
-  /** Port to bind. Default 5007; 0 picks a free one. */
-  port?: number;
   /** Serve `wss:` (and the page over https) with this certificate and key. */
   tls?: TlsServerOptions;
   /** Aborting it shuts the server down, like calling `shutdown()`. */
@@ -177,24 +107,8 @@ export interface WsEchoOptions extends WsHooks {
   maxConnections?: number;
   /** A session with no message for this long (ms) is closed (1001). Default 5 min; 0 = off. */
   idleTimeout?: number;
-  /**
-   * The runtime's keep-alive, in ms: after half of it without a message a ping is sent, and with
-   * no reply in the other half the session is closed (1001). Default 30000; 0 = off.
-   */
-  keepAlive?: number;
-  /** Largest message echoed, in bytes; larger: close 1009. Default 16 MiB; at most 64 MiB − 1. */
-  maxMessage?: number;
-  /**
-   * Bytes of echoes queued to a client before it is closed (1008) for not reading: the window a
-   * client may pipeline without reading. Default 32 MiB.
-   */
-  maxBuffered?: number;
-  /** Serve the live page at `GET /`. Default true. */
-  page?: boolean;
   /** The feed `/events` serves; a new one by default, `false` for none. */
   feed?: EventFeed | false;
-  /** Besides loopback, who may watch `/events` (it shows every client's address and payloads). */
-  eventsFrom?: readonly string[];
 }
 
 /** A running WebSocket echo server, shaped like the project's `EchoServer`. */
@@ -376,10 +290,7 @@ class WsServer implements WsEchoServer {
         },
       }, (request, info) => this.#handle(request, info.remoteAddr));
     } catch (error) {
-      if (tls && !(error instanceof Deno.errors.AddrInUse) && isTlsError(error)) {
-        const message = error instanceof Error ? error.message.split("\n")[0] : String(error);
-        throw new TypeError(`invalid TLS certificate or key: ${message}`, { cause: error });
-      }
+      if (tls && isTlsMaterialError(error)) throw tlsMaterialError(error);
       throw listenError(error, { hostname, port, transport: "tcp" });
     }
     this.addr = this.#http.addr;
@@ -712,15 +623,43 @@ function page(request: Request): Response {
 function checkRange(value: number, name: string, min: number, max = Infinity): number {
   if (typeof value !== "number" || !(value >= min && value <= max) || Number.isNaN(value)) {
     const range = max === Infinity ? `of at least ${min}` : `from ${min} to ${max}`;
-    throw new RangeError(`${name} must be a number ${range}, got ${value}`);
+    throw optionRangeError(name, `${name} must be a number ${range}, got ${value}`);
   }
   return value;
 }
 
-function isTlsError(error: unknown): boolean {
-  return error instanceof Deno.errors.InvalidData ||
-    (error instanceof Error && /\b(?:key|cert|pem|tls)/i.test(error.message) &&
-      !(error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied));
+/**
+ * Checks the WebSocket echo's own options without binding anything; `serveEcho` checks its `ws`
+ * option with it. Every error names its option in an `option` property.
+ *
+ * @example
+ * ```ts
+ * import { validateWsOptions } from "./ws.ts";
+ * try {
+ *   validateWsOptions({ maxMessage: 1 << 30 });
+ * } catch (error) {
+ *   console.log((error as RangeError & { option: string }).option); // "maxMessage"
+ * }
+ * ```
+ *
+ * @param options The options.
+ * @throws {RangeError} When a number is out of range.
+ * @throws {TypeError} When an `eventsFrom` rule is not a CIDR range.
+ */
+export function validateWsOptions(options: WsOptions): void {
+  if (options.port !== undefined) checkRange(options.port, "port", 0, 65535);
+  if (options.keepAlive !== undefined) checkRange(options.keepAlive, "keepAlive", 0);
+  if (options.maxMessage !== undefined) {
+    checkRange(options.maxMessage, "maxMessage", 0, WS_MAX_MESSAGE_LIMIT);
+  }
+  if (options.maxBuffered !== undefined) checkRange(options.maxBuffered, "maxBuffered", 1);
+  if (options.eventsFrom !== undefined) {
+    try {
+      new CidrList(options.eventsFrom);
+    } catch (error) {
+      throw optionTypeError("eventsFrom", (error as Error).message);
+    }
+  }
 }
 
 /** Options of {@linkcode echoWs}. */

@@ -414,3 +414,25 @@ export async function readUntilClosed(conn: Deno.Conn): Promise<Ending> {
   for (const chunk of chunks) received.set(chunk, (offset += chunk.length) - chunk.length);
   return { end, received };
 }
+
+/**
+ * The tutorial's TCP client, by hand: connect, send, read as many bytes back, close.
+ *
+ * @param port The server's port on 127.0.0.1.
+ * @param message What to send.
+ * @returns What came back (shorter if the server closed early).
+ */
+export async function tutorialTcpClient(port: number, message: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const data = new TextEncoder().encode(message);
+  await conn.write(data);
+  const reply = new Uint8Array(data.length);
+  let got = 0;
+  while (got < reply.length) {
+    const n = await conn.read(reply.subarray(got));
+    if (n === null) break;
+    got += n;
+  }
+  conn.close();
+  return new TextDecoder().decode(reply.subarray(0, got));
+}

@@ -7,6 +7,7 @@ import {
   serveEcho,
   validateServeOptions,
 } from "../serve.ts";
+import { echoWs } from "../ws.ts";
 import { echoTcp } from "../tcp.ts";
 import { echoUdp, serveUdpEcho } from "../udp.ts";
 import { readUntilClosed, Recorder, runEval, takeUdpPortWithFreeTcp, test } from "./_helpers.ts";
@@ -375,4 +376,73 @@ Deno.test("serveEcho: an impairment the served transports would ignore is a Type
   // Delay applies to both; loss with UDP served is fine.
   await using both = await serveEcho({ port: 0, impair: { delay: 1, loss: 0.5, bandwidth: 1e6 } });
   assert.equal(both.listeners.length, 2);
+});
+
+test("serveEcho({ ws }): one handle over TCP, UDP and WebSocket, shared counters, the feed hooked in, shutdown ends all three", async () => {
+  const listens: ListenInfo[] = [];
+  const closes: CloseInfo[] = [];
+  const server = await serveEcho({
+    port: 0,
+    ws: { port: 0 },
+    onListen: (info) => listens.push(info),
+    onClose: (info) => closes.push(info),
+  });
+  assert.deepEqual(server.listeners.map((l) => l.transport), ["tcp", "udp", "ws"]);
+  assert.deepEqual(listens.map((l) => l.transport), ["tcp", "udp", "ws"], "ready after all bound");
+  const ws = server.listeners.find((l) => l.transport === "ws")!;
+  assert.equal(ws.url, `ws://${HOST}:${ws.port}/`);
+  assert.notEqual(ws.port, server.addr.port);
+  // A live viewer of the page's feed sees the TCP session: serveEcho hooked the feed in.
+  const viewer = new WebSocket(`${ws.url}events`);
+  const seen = new Recorder<string>();
+  viewer.onmessage = (event) => seen.push(String(event.data));
+  await seen.until((items) => items.some((m) => m.includes('"type":"stats"')));
+  await echoTcp("tcp", { port: server.addr.port });
+  await echoUdp("udp", { port: server.addr.port });
+  assert.equal((await echoWs("ws", { url: ws.url })).reply, "ws");
+  await seen.until((items) =>
+    items.some((m) => m.includes('"transport":"tcp","id":1') && m.includes('"kind":"close"'))
+  );
+  assert.equal(closes.length, 1, "the user's onClose still runs beside the feed's");
+  assert.equal(server.stats.ws!.messagesIn, 1);
+  assert.equal(server.stats.datagramsIn, 1);
+  assert.equal(server.stats.sessionsTotal, 2, "one TCP and one WebSocket session");
+  const viewerClosed = new Promise<number>((resolve) => (viewer.onclose = (e) => resolve(e.code)));
+  await server.shutdown();
+  assert.equal(await viewerClosed, 1001);
+  assert.ok(await tcpRefused(server.addr.port));
+  await assert.rejects(fetch(`http://${HOST}:${ws.port}/`));
+});
+
+test("serveEcho({ ws }): bad ws options and conflicts are named errors before anything binds", async () => {
+  const option = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (error) {
+      return (error as { option?: string }).option;
+    }
+    return undefined;
+  };
+  assert.equal(
+    option(() => validateServeOptions({ ws: { maxMessage: 64 << 20 } })),
+    "ws.maxMessage",
+  );
+  assert.equal(
+    option(() => validateServeOptions({ ws: { eventsFrom: ["nope"] } })),
+    "ws.eventsFrom",
+  );
+  assert.equal(option(() => validateServeOptions({ ws: {}, once: true })), "ws");
+  assert.equal(
+    option(() => validateServeOptions({ ws: {}, transport: "unix", path: "/tmp/x" })),
+    "ws",
+  );
+  await assert.rejects(serveEcho({ port: 0, ws: { port: 0, keepAlive: -1 } }), RangeError);
+  const path = `${await Deno.makeTempDir()}/echo.sock`;
+  await assert.rejects(serveEcho({ transport: "unix", path, ws: { port: 0 } }), TypeError);
+  // A WebSocket port in use is a typed bind error (the WebSocket listener binds first).
+  await using blocker = await serveEcho({ port: 0, transport: "tcp" });
+  await assert.rejects(
+    serveEcho({ port: 0, ws: { port: blocker.addr.port } }),
+    EchoConnectionError,
+  );
 });

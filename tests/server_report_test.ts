@@ -159,3 +159,113 @@ Deno.test("ServerReport: counts are singular for one, with thousands separators,
     );
   }
 });
+
+Deno.test("ServerReport: WebSocket lines (text and --json say transport ws), the ready line names the page, the summary has the ws share", () => {
+  const { report, out } = record({ verbose: true });
+  const ws = report.wsHooks;
+  report.hooks.onListen!({ transport: "ws", hostname: "127.0.0.1", port: 8080, secure: false });
+  report.hooks.onListen!({ transport: "ws", hostname: "::1", port: 8443, secure: true });
+  ws.onConnection!({ transport: "ws", id: 1, remoteAddr: client, path: "/chat" });
+  ws.onMessage!({ transport: "ws", id: 1, remoteAddr: client, data: "hi", bytes: 2 });
+  ws.onMessage!({
+    transport: "ws",
+    id: 1,
+    remoteAddr: client,
+    data: new Uint8Array([0, 255]).buffer,
+    bytes: 2,
+  });
+  ws.onClose!({
+    transport: "ws",
+    id: 1,
+    remoteAddr: client,
+    bytes: 4,
+    messages: 2,
+    duration: 12.34,
+    reason: "eof",
+    code: 1000,
+    detail: "bye",
+  });
+  report.hooks.onReject!({ transport: "ws", remoteAddr: client, reason: "acl" });
+  const stats = createStats();
+  stats.sessionsTotal = 3; // two TCP sessions and one WebSocket session
+  stats.ws = {
+    sessionsOpen: 0,
+    sessionsTotal: 1,
+    messagesIn: 2,
+    messagesOut: 2,
+    bytesIn: 4,
+    bytesOut: 4,
+    tooBig: 1,
+    slow: 0,
+    protocolErrors: 0,
+    badRequests: 2,
+    upgradeRequired: 0,
+    pages: 1,
+    viewersRefused: 0,
+  };
+  report.stopped(stats);
+  assert.deepEqual(out, [
+    "listening ws 127.0.0.1:8080 (page: http://127.0.0.1:8080/)",
+    "listening wss [::1]:8443 (page: https://[::1]:8443/)",
+    "ws connection #1 from 127.0.0.1:40000 (path /chat)",
+    'received from 127.0.0.1:40000 (ws #1, text): "hi"',
+    "received from 127.0.0.1:40000 (ws #1, binary): 2 bytes:\n" +
+    "  00000000  00 ff                                            |..|",
+    "ws closed #1 127.0.0.1:40000: 4 bytes in 2 messages echoed in 12.3ms (eof, 1000 bye)",
+    "refused ws 127.0.0.1:40000: acl",
+    "stopped: 2 TCP sessions, 0 datagrams, 0 bytes in, 0 bytes out, 0 errors; " +
+    "ws: 1 session, 2 messages in, 2 out, 1 page (too big 1, bad handshakes 2)",
+  ]);
+
+  const json = record({ json: true, verbose: true });
+  json.report.wsHooks.onMessage!({
+    transport: "ws",
+    id: 2,
+    remoteAddr: client,
+    data: new Uint8Array([1, 2]).buffer,
+    bytes: 2,
+  });
+  json.report.wsHooks.onClose!({
+    transport: "ws",
+    id: 2,
+    remoteAddr: client,
+    bytes: 2,
+    messages: 1,
+    duration: 1,
+    reason: "limit",
+    code: 1009,
+    detail: "",
+  });
+  assert.deepEqual(json.out.map((line) => JSON.parse(line)), [
+    {
+      schema: 1,
+      event: "data",
+      time: TIME.toISOString(),
+      transport: "ws",
+      id: 2,
+      remote: "127.0.0.1:40000",
+      size: 2,
+      type: "binary",
+      hex: "0102",
+    },
+    {
+      schema: 1,
+      event: "close",
+      time: TIME.toISOString(),
+      transport: "ws",
+      id: 2,
+      remote: "127.0.0.1:40000",
+      bytes: 2,
+      messages: 1,
+      duration_ms: 1,
+      reason: "limit",
+      code: 1009,
+    },
+  ]);
+  const quiet = record({ quiet: true }).report.wsHooks;
+  assert.deepEqual([quiet.onConnection, quiet.onMessage, quiet.onClose], [
+    undefined,
+    undefined,
+    undefined,
+  ]);
+});
