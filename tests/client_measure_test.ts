@@ -525,3 +525,21 @@ Deno.test("server.ts --jitter-keep-order without --jitter: exit 2, one line", as
   assert.equal(stderr.trim().split("\n").length, 1, stderr);
   assert.match(stderr, /--jitter-keep-order applies to --jitter/);
 });
+
+Deno.test("--help names the new flags, what --workers refuses, merge, and --jitter-keep-order", async () => {
+  const help = await client(["--help"]);
+  assert.equal(help.code, 0, help.stderr);
+  for (const flag of ["--report-interval", "--hdr-log", "--workers", "merge FILE"]) {
+    assert.ok(help.stdout.includes(flag), flag);
+  }
+  assert.match(help.stdout, /it refuses ping, more workers than -c or --count/);
+  const server = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "server.ts", "--help"],
+    cwd: ROOT,
+    stdout: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const text = new TextDecoder().decode(server.stdout);
+  assert.match(text, /--jitter-keep-order/);
+  assert.match(text, /median DELAY; reorders, as netem does/);
+});
