@@ -543,3 +543,30 @@ Deno.test("--help names the new flags, what --workers refuses, merge, and --jitt
   assert.match(text, /--jitter-keep-order/);
   assert.match(text, /median DELAY; reorders, as netem does/);
 });
+
+Deno.test("client.ts --ping --json --report-interval: ping intervals as objects too, adding up", async () => {
+  await using server = await serveEcho({ port: 0 });
+  const run = await client([
+    "--ping",
+    "-p",
+    String(server.addr.port),
+    "--count",
+    "12",
+    "--interval",
+    "25ms",
+    "--report-interval",
+    "100ms",
+    "--json",
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  assertNoEscapes(run);
+  const objects = jsonLines(run.stdout);
+  const final = objects.at(-1)!;
+  assert.equal(final.event, "result");
+  assert.equal(final.mode, "ping");
+  assert.ok(objects.length >= 3, run.stdout);
+  for (const o of objects.slice(0, -1)) assert.equal(o.mode, "ping");
+  const sum = objects.slice(0, -1).reduce((n, o) => n + (o.requests as number), 0);
+  assert.equal(sum, 12);
+  assert.equal(final.requests, 12);
+});
