@@ -376,6 +376,39 @@ export function reportFailure(name: string, error: unknown): number {
   return EXIT_FAILURE;
 }
 
+/**
+ * Reads a text file named on the command line. A file that is missing, a directory or unreadable
+ * is a usage error naming `what` and the file; a missing `--allow-read` stays Deno's NotCapable,
+ * whose message names that flag.
+ *
+ * @example
+ * ```ts
+ * import { readInputFile, UsageError } from "./_cli.ts";
+ * await readInputFile("/no/such/file.json", "merge").catch((error: UsageError) =>
+ *   console.log(error.message) // "merge /no/such/file.json: no such file"
+ * );
+ * ```
+ *
+ * @param file The path given.
+ * @param what The flag or subcommand, for the message.
+ * @returns The file's text.
+ */
+export async function readInputFile(file: string, what: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(file);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) throw error;
+    const why = error instanceof Deno.errors.NotFound
+      ? "no such file"
+      : error instanceof Deno.errors.IsADirectory
+      ? "is a directory"
+      : error instanceof Deno.errors.PermissionDenied
+      ? "not readable (file permissions)"
+      : (error as Error).message.split("\n")[0];
+    throw new UsageError(`${what} ${file}: ${why}`);
+  }
+}
+
 /** PEM markers that `readPemFile` looks for. */
 const PEM_MARKERS = {
   certificate: /-----BEGIN CERTIFICATE-----/,
@@ -397,20 +430,7 @@ export async function readPemFile(
   flag: string,
   kind: "certificate" | "key",
 ): Promise<string> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(file);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotCapable) throw error;
-    const why = error instanceof Deno.errors.NotFound
-      ? "no such file"
-      : error instanceof Deno.errors.IsADirectory
-      ? "is a directory"
-      : error instanceof Deno.errors.PermissionDenied
-      ? "not readable (file permissions)"
-      : (error as Error).message.split("\n")[0];
-    throw new UsageError(`${flag} ${file}: ${why}`);
-  }
+  const text = await readInputFile(file, flag);
   if (kind === "key" && /ENCRYPTED/.test(text)) {
     throw new UsageError(`${flag} ${file}: the key is encrypted; give an unencrypted PEM key`);
   }

@@ -11,7 +11,8 @@ export { formatCount };
 import { formatDuration } from "./duration.ts";
 import { formatAddress } from "./errors.ts";
 import type { Histogram } from "./histogram.ts";
-import type { ProbeProgress, ProbeReply, ProbeResult } from "./probe.ts";
+import type { ProbeIntervalReport, ProbeProgress, ProbeReply, ProbeResult } from "./probe.ts";
+import { probeResultToRecord } from "./probe_result.ts";
 import type { EchoError } from "./errors.ts";
 import type { EchoResult, EchoStreamResult } from "./tcp.ts";
 
@@ -32,6 +33,10 @@ export interface RunDescription {
   count?: number;
   /** Warm-up in ms. */
   warmup?: number;
+  /** When measuring began, Unix epoch ms (for the JSON timestamps), if known. */
+  startTime?: number;
+  /** When the run ended, Unix epoch ms, if known. */
+  endTime?: number;
 }
 
 /**
@@ -84,8 +89,28 @@ export function formatMegabytes(bytesPerSecond: number): string {
   return `${mb.toFixed(mb < 10 ? 2 : mb < 100 ? 1 : 0)} MB/s`;
 }
 
-function where(result: Pick<ProbeResult, "transport" | "address">): string {
-  return `${result.transport} ${formatAddress(result.address)}`;
+/**
+ * The transport as people name it: `tls` and `unix` for those TCP lanes, else `tcp` or `udp`.
+ *
+ * @example
+ * ```ts
+ * import { transportName } from "./_client_report.ts";
+ * const address = { hostname: "", port: 0, transport: "unix" as const, path: "/tmp/e.sock" };
+ * console.log(transportName({ transport: "tcp", address })); // "unix"
+ * ```
+ *
+ * @param result A result, or the same fields.
+ * @returns `tcp`, `tls`, `unix` or `udp`.
+ */
+export function transportName(
+  result: Pick<ProbeResult, "transport" | "address" | "tls">,
+): EchoTransportName {
+  if (result.address.transport === "unix") return "unix";
+  return result.tls ? "tls" : result.transport;
+}
+
+function where(result: Pick<ProbeResult, "transport" | "address" | "tls">): string {
+  return `${transportName(result)} ${formatAddress(result.address)}`;
 }
 
 function plural(n: number, word: string, words = `${word}s`): string {
@@ -108,7 +133,7 @@ function plural(n: number, word: string, words = `${word}s`): string {
  * @returns One line.
  */
 export function formatPingHeader(
-  target: Pick<ProbeResult, "transport" | "address" | "size">,
+  target: Pick<ProbeResult, "transport" | "address" | "size" | "tls">,
   interval: number,
 ): string {
   return `PING ${where(target)}: ${target.size} bytes every ${formatDuration(interval)}`;
@@ -240,7 +265,7 @@ function describeSchedule(result: ProbeResult, run: RunDescription): string {
 export function formatBenchHeader(
   result: Pick<
     ProbeResult,
-    "transport" | "address" | "connections" | "size" | "pipeline" | "stream"
+    "transport" | "address" | "connections" | "size" | "pipeline" | "stream" | "tls"
   >,
   run: RunDescription,
 ): string {
@@ -255,6 +280,31 @@ export function formatBenchHeader(
   return `bench ${where(result)}: ${what}, ${schedule}${
     limits.length ? `, ${limits.join(", ")}` : ""
   }`;
+}
+
+/**
+ * The first line of `client.ts merge`: how many runs of what were combined, from which files.
+ *
+ * @example
+ * ```ts
+ * import { formatMergeHeader } from "./_client_report.ts";
+ * const address = { hostname: "127.0.0.1", port: 5006, transport: "tcp" as const };
+ * console.log(formatMergeHeader({ transport: "tcp", address, connections: 4, size: 64 }, ["a.json", "b.json"]));
+ * // "merged 2 runs of tcp 127.0.0.1:5006 (4 connections × 64 B in all): a.json, b.json"
+ * ```
+ *
+ * @param result The merged result.
+ * @param files The files merged, in order.
+ * @returns One line.
+ */
+export function formatMergeHeader(
+  result: Pick<ProbeResult, "transport" | "address" | "connections" | "size" | "tls">,
+  files: readonly string[],
+): string {
+  const what =
+    `${plural(result.connections, result.transport === "udp" ? "socket" : "connection")}` +
+    ` × ${formatCount(result.size)} B in all`;
+  return `merged ${plural(files.length, "run")} of ${where(result)} (${what}): ${files.join(", ")}`;
 }
 
 /**
@@ -456,9 +506,11 @@ export function probeJson(result: ProbeResult, run: RunDescription): Record<stri
   const round = (n: number) => (Number.isFinite(n) ? Math.round(n * 10) / 10 : null);
   return {
     schema: PROBE_JSON_SCHEMA,
+    event: "result",
     mode: run.mode,
+    ...timestamps(run.startTime, run.endTime),
     ok: result.mismatches === 0 && result.received + result.late > 0,
-    transport: result.transport,
+    transport: transportName(result),
     address: formatAddress(result.address),
     connections: result.connections,
     size: result.size,
@@ -468,19 +520,8 @@ export function probeJson(result: ProbeResult, run: RunDescription): Record<stri
     interval_ms: run.interval ?? null,
     warmup_s: (run.warmup ?? 0) / 1000,
     aborted: result.aborted,
-    requests: result.received,
     seconds: Math.round(result.elapsed) / 1000,
-    rps: Math.round(result.requestsPerSecond * 10) / 10,
-    mbps: Math.round(result.bytesPerSecond / 1e3) / 1e3,
-    bytes: result.bytes,
-    sent: result.sent,
-    errors: result.errors,
-    mismatches: result.mismatches,
-    failed: result.failed,
-    lost: result.lost,
-    late: result.late,
-    duplicates: result.duplicates,
-    reordered: result.reordered,
+    ...countsJson(result),
     strays: result.strays,
     outstanding: result.outstanding,
     unsent: result.unsent,
@@ -495,6 +536,131 @@ export function probeJson(result: ProbeResult, run: RunDescription): Record<stri
     max_us: round(l.max),
     jitter_us: round(result.jitter),
     connections_served: result.connectionsServed,
+    result: probeResultToRecord(result, { mode: run.mode }),
+  };
+}
+
+/** The counters a result and an interval report share, under the JSON names. */
+function countsJson(
+  counts: ProbeResult | ProbeIntervalReport,
+): Record<string, number> {
+  return {
+    requests: counts.received,
+    rps: Math.round(counts.requestsPerSecond * 10) / 10,
+    mbps: Math.round(counts.bytesPerSecond / 1e3) / 1e3,
+    bytes: counts.bytes,
+    sent: counts.sent,
+    errors: counts.errors,
+    mismatches: counts.mismatches,
+    failed: counts.failed,
+    lost: counts.lost,
+    late: counts.late,
+    duplicates: counts.duplicates,
+    reordered: counts.reordered,
+  };
+}
+
+/** `start_time`/`end_time` as ISO 8601 strings, for the ones known. */
+function timestamps(start?: number, end?: number): Record<string, string> {
+  return {
+    ...(start === undefined ? {} : { start_time: new Date(start).toISOString() }),
+    ...(end === undefined ? {} : { end_time: new Date(end).toISOString() }),
+  };
+}
+
+/**
+ * One `--report-interval` line: the interval's span, rates, median and p99, errors and, for UDP,
+ * loss, duplicates and reordering. Plain text: no escape codes, so it suits any output.
+ *
+ * @example
+ * ```ts
+ * import { formatIntervalLine } from "./_client_report.ts";
+ * import { Histogram } from "./histogram.ts";
+ * const histogram = new Histogram();
+ * histogram.record(180, 1000);
+ * const report = {
+ *   index: 1, final: false, start: 1000, end: 2000, startTime: 0, endTime: 1000, sent: 1000,
+ *   received: 1000, bytes: 64_000, requestsPerSecond: 1000, bytesPerSecond: 64_000,
+ *   latency: histogram.summary(), histogram, errors: 0, mismatches: 0, failed: 0, lost: 0,
+ *   late: 0, duplicates: 0, reordered: 0,
+ * };
+ * console.log(formatIntervalLine(report, "tcp"));
+ * // "[ 1.00- 2.00 s]  1,000 req/s  0.06 MB/s  p50 180µs  p99 180µs  0 errors"
+ * ```
+ *
+ * @param report The interval.
+ * @param transport `udp` adds the loss, duplicate and reorder counts.
+ * @returns One line.
+ */
+export function formatIntervalLine(
+  report: ProbeIntervalReport,
+  transport: ProbeResult["transport"],
+): string {
+  const s = (ms: number) => (ms / 1000).toFixed(2).padStart(5);
+  const l = report.latency;
+  const parts = [
+    `[${s(report.start)}-${s(report.end)} s]`,
+    `${formatCount(report.requestsPerSecond)} req/s`,
+    formatMegabytes(report.bytesPerSecond),
+    `p50 ${l.count ? formatMicros(l.p50) : "-"}`,
+    `p99 ${l.count ? formatMicros(l.p99) : "-"}`,
+    plural(report.errors, "error"),
+  ];
+  if (report.mismatches > 0) parts.push(plural(report.mismatches, "mismatch", "mismatches"));
+  if (transport === "udp") {
+    parts.push(
+      `lost ${formatCount(report.lost)}`,
+      `dup ${formatCount(report.duplicates)}`,
+      `reordered ${formatCount(report.reordered)}`,
+    );
+  }
+  return parts.join("  ");
+}
+
+/**
+ * One `--report-interval` object of `--json` output (newline-delimited, the result object last,
+ * like iperf3's `--json-stream`): `event: "interval"`, the schema version, the interval's span
+ * (seconds since measuring began, and ISO 8601 timestamps), its counts (which add up to the
+ * result's) and latency percentiles in µs (`null` when nothing completed).
+ *
+ * @example
+ * ```ts
+ * import { intervalJson } from "./_client_report.ts";
+ * import { Histogram } from "./histogram.ts";
+ * const histogram = new Histogram();
+ * const report = {
+ *   index: 0, final: true, start: 0, end: 500, startTime: 0, endTime: 500, sent: 0,
+ *   received: 0, bytes: 0, requestsPerSecond: 0, bytesPerSecond: 0,
+ *   latency: histogram.summary(), histogram, errors: 0, mismatches: 0, failed: 0, lost: 0,
+ *   late: 0, duplicates: 0, reordered: 0,
+ * };
+ * console.log(intervalJson(report, "bench").p50_us); // null
+ * ```
+ *
+ * @param report The interval.
+ * @param mode `ping` or `bench`.
+ * @returns A plain object for `JSON.stringify`.
+ */
+export function intervalJson(
+  report: ProbeIntervalReport,
+  mode: RunDescription["mode"],
+): Record<string, unknown> {
+  const l = report.latency;
+  const us = (n: number) => (l.count > 0 ? Math.round(n * 10) / 10 : null);
+  return {
+    schema: PROBE_JSON_SCHEMA,
+    event: "interval",
+    mode,
+    index: report.index,
+    final: report.final,
+    start_s: Math.round(report.start) / 1000,
+    end_s: Math.round(report.end) / 1000,
+    ...timestamps(report.startTime, report.endTime),
+    ...countsJson(report),
+    p50_us: us(l.p50),
+    p90_us: us(l.p90),
+    p99_us: us(l.p99),
+    max_us: us(l.max),
   };
 }
 

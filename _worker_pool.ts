@@ -184,7 +184,7 @@ export async function serveWithWorkers(
     }
   }
   const port = tcp.addr.port;
-  const threads = Array.from({ length: workers - 1 }, (_, i) =>
+  const threads = Array.from({ length: workers - 1 }, () =>
     new WorkerThread(options, {
       type: "start",
       hostname,

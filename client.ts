@@ -10,6 +10,8 @@
  * deno run --allow-net client.ts [options] [MESSAGE]
  * deno run --allow-net client.ts --count 5 --interval 1s [--udp]
  * deno run --allow-net client.ts --bench -c 50 -s 1024 --duration 10s [--udp] [--json]
+ * deno run --allow-net client.ts --bench --report-interval 1s --workers 2 [--json]
+ * deno run --allow-read client.ts merge a.json b.json [--json]
  * deno run --allow-net --allow-read client.ts --tls --ca cert.pem [options] [MESSAGE]
  * deno run --allow-read --allow-write --allow-net client.ts --unix PATH [options] [MESSAGE]
  * deno run --allow-net client.ts --ws [--host H] [--port P] | --url ws://HOST:PORT/ [MESSAGE]
@@ -32,6 +34,7 @@ import {
   parseInteger,
   parsePort,
   parseRate,
+  readInputFile,
   readPemFile,
   renderHelp,
   runCli,
@@ -39,7 +42,10 @@ import {
   UsageError,
   VERSION,
 } from "./_cli.ts";
-import { EchoError, EchoOutputError } from "./errors.ts";
+import { type EchoAddress, EchoError, EchoOutputError } from "./errors.ts";
+import { formatHdrLogHeader, formatHdrLogInterval } from "./hdr_log.ts";
+import { mergeProbeResults, parseProbeResultRecord, ProbeMergeError } from "./probe_result.ts";
+import { runProbeWorkers } from "./probe_workers.ts";
 import {
   DEFAULT_TCP_TIMEOUT,
   type EchoResult,
@@ -57,6 +63,7 @@ import {
   DEFAULT_STREAM_SIZE,
   MAX_PROBE_CONNECTIONS,
   MAX_PROBE_TCP_SIZE,
+  type ProbeIntervalReport,
   type ProbeOptions,
   type ProbeResult,
   runProbe,
@@ -68,11 +75,14 @@ import {
   formatBenchHeader,
   formatBenchSummary,
   formatEchoReply,
+  formatIntervalLine,
+  formatMergeHeader,
   formatPingHeader,
   formatPingReply,
   formatPingSummary,
   formatProgress,
   formatStreamResult,
+  intervalJson,
   probeJson,
   renderHistogram,
   type RunDescription,
@@ -99,6 +109,33 @@ const PROBE_FLAGS: CliSpec["flags"] = [
   }),
 ];
 
+const OUTPUT_GROUP = "Live reports, logs, workers, merging (ping and bench)";
+
+/** Flags of the measuring modes' output and scale-out (their own block, beside PROBE_FLAGS). */
+const MEASURE_OUTPUT_FLAGS: CliSpec["flags"] = [
+  ...flagTable(OUTPUT_GROUP, {
+    "report-interval DURATION":
+      "a line per DURATION (req/s, MB/s, p50/p99, errors, UDP loss); --json: an object each",
+    "hdr-log FILE":
+      "write an HdrHistogram interval log (v1.3) to FILE, one histogram per --report-interval",
+    "workers N|auto":
+      "bench: spread the connections over N Web Workers (auto: one per core), merged exactly",
+  }),
+];
+
+/** The --help paragraph on live reports, logs, workers and merge. */
+const MEASURE_OUTPUT_NOTE =
+  "--report-interval (default: none; --hdr-log alone logs every 1s) reports each interval of the\n" +
+  "measured part; with --json (or bench on a non-terminal) each is one JSON object, then the\n" +
+  "result (newline-delimited, like iperf3 --json-stream). Interval lines never hold escape codes.\n" +
+  "--hdr-log needs --allow-write for FILE. --workers needs --allow-read (for the workers'\n" +
+  "module); it refuses ping, more workers than -c or --count, and drops the progress line and\n" +
+  "the first-error line (those are per-event hooks that would not cross threads).\n" +
+  "merge FILE...: combine the --json results of runs made at the same time (other processes or\n" +
+  "machines) into one: counts summed, histograms added, so percentiles are those of all the\n" +
+  "samples. It only reads files (--allow-read); runs of other sizes, transports or schemas are\n" +
+  "refused with exit 2.";
+
 /** The --help paragraph on the measuring modes. */
 const PROBE_NOTE =
   "Ping and bench: --ping, --count, --interval or --duration alone select ping; --bench or\n" +
@@ -121,6 +158,7 @@ const SPEC: CliSpec = {
     "deno run --allow-net client.ts --stdin [options] < in > out",
     "deno run --allow-net client.ts --ping [--count N] [--interval DURATION] [options]",
     "deno run --allow-net client.ts --bench [-c N] [--duration DURATION | --count N] [options]",
+    "deno run --allow-read client.ts merge A.json B.json ... [--json]",
     "deno run --allow-net --allow-read client.ts --tls --ca cert.pem [options] [MESSAGE]",
     "deno run --allow-read --allow-write --allow-net client.ts --unix PATH [options] [MESSAGE]",
     "deno run --allow-net client.ts --ws [--host H] [--port P] | --url ws://HOST:PORT/ [MESSAGE]",
@@ -137,7 +175,7 @@ const SPEC: CliSpec = {
       "stdin": "TCP: stream standard input through the server to standard output, verified",
       "json": "print the result as one JSON object",
     }),
-    ...flagTable("Transports (TCP only)", {
+    ...flagTable("Transports (TCP only; single echo, ping and bench)", {
       "tls": "speak TLS, verifying the server's certificate",
       "ca FILE ...": "with --tls: also trust the PEM certificates in FILE (repeatable)",
       "servername NAME": "with --tls: the name the certificate must hold, when --host is not in it",
@@ -152,6 +190,7 @@ const SPEC: CliSpec = {
       "version -V": "show the version",
     }),
     ...PROBE_FLAGS,
+    ...MEASURE_OUTPUT_FLAGS,
   ],
   examples: [
     ["deno run --allow-net client.ts", 'sends "Hello World" over TCP to 127.0.0.1:5006'],
@@ -184,11 +223,20 @@ const SPEC: CliSpec = {
       "deno run --allow-net client.ts --bench -u --rate 20000 --duration 30s --json",
       "an open-model UDP run at 20,000 datagrams/s, as one JSON object",
     ],
+    [
+      "deno run --allow-net client.ts --bench -d 10s --json --report-interval 1s > a.json",
+      "a JSON object a second, then the result (its histogram in full, for merge)",
+    ],
+    [
+      "deno run --allow-read client.ts merge a.json b.json",
+      "one result from two runs made at the same time (percentiles of every sample)",
+    ],
   ],
   notes: [
     "Durations: 250ms, 10s, 2m (a bare number is milliseconds). Results go to stdout, errors to\n" +
     "stderr. Works against any RFC 862 echo server.",
     PROBE_NOTE,
+    MEASURE_OUTPUT_NOTE,
     "--tls and --ca need --allow-read for the files; --unix needs --allow-read, --allow-write and\n" +
     "--allow-net for PATH (--allow-net=unix:PATH is enough of the last).",
   ],
@@ -206,6 +254,7 @@ async function main(): Promise<number> {
   }
   const udp = Boolean(values.udp);
   const json = Boolean(values.json);
+  if (positionals[0] === "merge") return await merge(positionals.slice(1), values);
   const { hostname, port } = parseAddress(values);
   if (port === 0) throw new UsageError("--port must be from 1 to 65535 for a client");
   const timeout = values.timeout === undefined
@@ -228,13 +277,17 @@ async function main(): Promise<number> {
     if (positionals.length) {
       throw new UsageError(`${mode} mode sends its own probes: drop the MESSAGE (use --size)`);
     }
-    for (const flag of ["stdin", "tls", "unix"]) {
-      if (values[flag]) throw new UsageError(`--${flag} and ${mode} mode exclude each other`);
-    }
+    if (values.stdin) throw new UsageError(`--stdin and ${mode} mode exclude each other`);
     if (retries !== undefined) {
       throw new UsageError("--retries applies to a single UDP echo, not to ping or bench");
     }
-    return await measure(mode, values, { udp, json, hostname, port, timeout });
+    const target = await streamTarget(values, udp, hostname, port);
+    return await measure(mode, values, { udp, json, target, timeout });
+  }
+  for (const flag of ["report-interval", "hdr-log", "workers"]) {
+    if (values[flag] !== undefined) {
+      throw new UsageError(`--${flag} applies to ping and bench modes (add --ping or --bench)`);
+    }
   }
   const target = await streamTarget(values, udp, hostname, port);
   const transport = udp ? "udp" : target.unix !== undefined ? "unix" : target.tls ? "tls" : "tcp";
@@ -457,20 +510,128 @@ function writeStderr(text: string): void {
   }
 }
 
+/** `--workers N` (1 to 64) or `auto` (one per core), at most the connections and the count. */
+function parseProbeWorkers(
+  text: string,
+  limits: { connections: number; count?: number },
+): number {
+  const cap = Math.min(64, limits.connections, limits.count ?? Infinity);
+  if (text === "auto") return Math.max(1, Math.min(navigator.hardwareConcurrency || 1, cap));
+  const n = parseInteger(text, "--workers", { min: 1, max: 64 });
+  if (n > limits.connections) {
+    throw new UsageError(
+      `--workers ${n} is more than -c ${limits.connections}: a worker needs a connection`,
+    );
+  }
+  if (limits.count !== undefined && n > limits.count) {
+    throw new UsageError(`--workers ${n} is more than --count ${limits.count}`);
+  }
+  return n;
+}
+
 /**
- * Ping or bench mode: flags -> probe options -> runProbe() -> lines, summary, histogram or JSON.
+ * Web Workers load their module from this file's directory: without read access Deno reports
+ * each worker's failure as an uncaught multi-line error, so ask first and fail with one line.
+ */
+function requireWorkerRead(): void {
+  const here = new URL(".", import.meta.url);
+  if (here.protocol !== "file:") return;
+  const state = Deno.permissions.querySync({ name: "read", path: here }).state;
+  if (state !== "granted") {
+    throw new Deno.errors.NotCapable(
+      `--workers needs --allow-read (the workers load their module from ${here.pathname})`,
+    );
+  }
+}
+
+/** An open --hdr-log file: the header at once, a line per interval, written synchronously. */
+class HdrLogFile implements Disposable {
+  readonly #file: Deno.FsFile;
+  readonly #base: number;
+
+  constructor(path: string, base: number) {
+    try {
+      this.#file = Deno.openSync(path, { write: true, create: true, truncate: true });
+    } catch (error) {
+      if (error instanceof Deno.errors.NotCapable) {
+        throw new Deno.errors.NotCapable(`--hdr-log needs --allow-write for ${path}`);
+      }
+      const why = error instanceof Deno.errors.NotFound
+        ? "no such directory"
+        : (error as Error).message.split("\n")[0];
+      throw new UsageError(`--hdr-log ${path}: ${why}`);
+    }
+    this.#base = base;
+    this.#write(formatHdrLogHeader(base));
+  }
+
+  add(report: ProbeIntervalReport): void {
+    this.#write(formatHdrLogInterval(report.histogram, report, this.#base));
+  }
+
+  #write(text: string): void {
+    const bytes = encoder.encode(text);
+    for (let written = 0; written < bytes.length;) {
+      written += this.#file.writeSync(bytes.subarray(written));
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.#file.close();
+  }
+}
+
+/**
+ * `client.ts merge FILE...`: the --json results of several runs -> one result, printed as a
+ * summary or (--json) one object. Reads files only; bad input is one line and exit 2.
+ *
+ * @param files The result files.
+ * @param values Parsed flags (only --json applies).
+ * @returns The exit code.
+ */
+async function merge(files: string[], values: FlagValues): Promise<number> {
+  const extra = Object.keys(values).find((k) => k !== "json" && values[k] !== undefined);
+  if (extra !== undefined) throw new UsageError(`merge takes only --json, not --${extra}`);
+  if (files.length === 0) {
+    throw new UsageError("merge needs the result files: client.ts merge A.json B.json ...");
+  }
+  const records = [];
+  try {
+    for (const file of files) {
+      records.push(parseProbeResultRecord(await readInputFile(file, "merge"), file));
+    }
+    const result = mergeProbeResults(records, { names: files });
+    const mode = records[0].mode === "ping" ? "ping" : "bench";
+    if (values.json) {
+      console.log(JSON.stringify({ ...probeJson(result, { mode }), merged: files }));
+    } else {
+      const colors = paletteFor(Deno.stdout);
+      console.log(formatMergeHeader(result, files));
+      console.log(formatBenchSummary(result, colors));
+      console.log(`\n${renderHistogram(result.histogram, colors)}`);
+    }
+    return measureExitCode(result);
+  } catch (error) {
+    if (error instanceof ProbeMergeError) throw new UsageError(`merge: ${error.message}`);
+    throw error;
+  }
+}
+
+/**
+ * Ping or bench mode: flags -> probe options -> runProbe() (or runProbeWorkers()) -> lines,
+ * interval reports, summary, histogram or JSON.
  *
  * @param mode Which mode.
  * @param values Parsed flags.
- * @param common The flags every mode shares, already checked.
+ * @param common The flags every mode shares, already checked, and where to connect.
  * @returns The exit code.
  */
 async function measure(
   mode: "ping" | "bench",
   values: FlagValues,
-  common: { udp: boolean; json: boolean; hostname: string; port: number; timeout?: number },
+  common: { udp: boolean; json: boolean; target: TcpClientOptions; timeout?: number },
 ): Promise<number> {
-  const { udp, json, hostname, port, timeout } = common;
+  const { udp, json, target, timeout } = common;
   const stream = Boolean(values.stream);
   if (stream && udp) throw new UsageError("--stream is TCP only");
   if (stream && values.rate !== undefined) {
@@ -511,10 +672,21 @@ async function measure(
   const warmup = values.warmup === undefined
     ? 0
     : parseDurationFlag(values.warmup as string, "--warmup");
+  const reportEvery = values["report-interval"] === undefined
+    ? undefined
+    : positiveDuration(values["report-interval"] as string, "--report-interval");
+  const hdrLogPath = values["hdr-log"] as string | undefined;
+  if (hdrLogPath === "") throw new UsageError("--hdr-log must not be empty");
+  if (values.workers !== undefined && mode === "ping") {
+    throw new UsageError("--workers is for bench: ping is one schedule of one probe at a time");
+  }
+  const workers = values.workers === undefined
+    ? undefined
+    : parseProbeWorkers(values.workers as string, { connections, count });
+  if (workers !== undefined) requireWorkerRead();
   const options: ProbeOptions = {
     transport: udp ? "udp" : "tcp",
-    hostname,
-    port,
+    ...target,
     connections,
     size,
     count,
@@ -525,6 +697,7 @@ async function measure(
     warmup,
     stream,
     timeout,
+    reportInterval: reportEvery ?? (hdrLogPath !== undefined ? 1000 : undefined),
   };
   try {
     validateProbeOptions(options);
@@ -534,49 +707,83 @@ async function measure(
     }
     throw error;
   }
-  const run: RunDescription = { mode, rate, interval, duration, count, warmup };
-  const address = { hostname, port, transport: options.transport! };
+  const address: EchoAddress = target.unix !== undefined
+    ? { hostname: "", port: 0, transport: "unix", path: target.unix }
+    : { hostname: target.hostname!, port: target.port!, transport: options.transport! };
+  const tls = target.tls !== undefined;
   const colors = paletteFor(Deno.stdout);
+  const human = mode === "ping" ? !json : !json && Deno.stdout.isTerminal();
+  const run: RunDescription = { mode, rate, interval, duration, count, warmup };
+  run.startTime = Date.now();
+  using hdrLog = hdrLogPath === undefined ? undefined : new HdrLogFile(hdrLogPath, run.startTime);
+  const onInterval = hdrLog === undefined && reportEvery === undefined
+    ? undefined
+    : (report: ProbeIntervalReport) => {
+      hdrLog?.add(report);
+      if (reportEvery === undefined) return;
+      console.log(
+        human
+          ? formatIntervalLine(report, options.transport!)
+          : JSON.stringify(intervalJson(report, mode)),
+      );
+    };
+  const explain = (error: unknown) =>
+    target.unix === undefined ? error : unixPermissionError(error, target.unix);
+  const probe = (hooks: Partial<ProbeOptions>) =>
+    interruptible((signal) => {
+      const all = { ...options, ...hooks, signal, onInterval };
+      return workers === undefined ? runProbe(all) : runProbeWorkers(all, { workers });
+    }).catch((error) => Promise.reject(explain(error)));
 
   if (mode === "ping") {
-    if (!json) {
-      console.log(formatPingHeader({ transport: address.transport, address, size }, interval!));
+    if (human) {
+      console.log(
+        formatPingHeader({ transport: options.transport!, address, size, tls }, interval!),
+      );
     }
-    const result = await interruptible((signal) =>
-      runProbe({
-        ...options,
-        signal,
-        onReply: json ? undefined : (reply) => {
+    const result = await probe({
+      onReply: human
+        ? (reply) => {
           if (!reply.warmup) console.log(formatPingReply(reply, address, colors));
-        },
-        onError: json ? undefined : (error) => console.error(error.message),
-      })
-    );
+        }
+        : undefined,
+      onError: human ? (error) => console.error(error.message) : undefined,
+    });
+    run.endTime = Date.now();
     console.log(
-      json ? JSON.stringify(probeJson(result, run)) : `\n${formatPingSummary(result, colors)}`,
+      human ? `\n${formatPingSummary(result, colors)}` : JSON.stringify(probeJson(result, run)),
     );
     return measureExitCode(result);
   }
 
-  const human = !json && Deno.stdout.isTerminal();
-  const progress = human && Deno.stderr.isTerminal();
+  // The progress line rewrites itself with escapes: only on a terminal, and not beside interval
+  // lines or across workers (which cannot carry a per-second hook).
+  const progress = human && Deno.stderr.isTerminal() && reportEvery === undefined &&
+    workers === undefined;
   if (human) {
     console.log(
       formatBenchHeader(
-        { transport: address.transport, address, connections, size, pipeline: pipeline!, stream },
+        {
+          transport: options.transport!,
+          address,
+          connections,
+          size,
+          pipeline: pipeline!,
+          stream,
+          tls,
+        },
         run,
       ),
     );
   }
   let firstError: string | undefined;
-  const result = await interruptible((signal) =>
-    runProbe({
-      ...options,
-      signal,
+  const result = await probe(
+    workers !== undefined ? {} : {
       onProgress: progress ? (p) => writeStderr(`\r\x1b[2K${formatProgress(p)}`) : undefined,
       onError: (error) => void (firstError ??= error.message),
-    })
+    },
   );
+  run.endTime = Date.now();
   if (progress) writeStderr("\r\x1b[2K");
   if (human) {
     console.log(formatBenchSummary(result, colors));

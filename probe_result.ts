@@ -148,6 +148,7 @@ export function probeResultToRecord(
     outstanding: result.outstanding,
     unsent: result.unsent,
     connectionsServed: result.connectionsServed,
+    ...(result.tls ? { tls: true } : {}),
     histogram: result.histogram.toSnapshot(),
   };
 }

@@ -112,9 +112,12 @@ const SPEC: CliSpec = {
       "duplicate P": "send a UDP reply twice with probability P",
       "reorder P": "hold a UDP reply until 3 later ones went out (or 100ms) with probability P",
       "delay DURATION": "delay each reply (UDP datagram or TCP chunk) by DURATION",
-      "jitter DURATION": "vary each UDP delay by ± DURATION (does not reorder by itself)",
+      "jitter DURATION":
+        "draw each UDP delay from DELAY ± DURATION (median DELAY; reorders, as netem does)",
       "bandwidth BYTES/S":
         "TCP: echo at most this many bytes per second (k, M, G suffixes: 1M = 10^6)",
+      "jitter-keep-order":
+        "with --jitter: keep replies in order (delays then crowd towards DELAY + JITTER)",
       "seed N": "seed of the impairment generator (0..4294967295), for reproducible runs",
     }),
   ],
@@ -193,11 +196,15 @@ function options(values: FlagValues): ServeEchoOptions<EchoAddr> {
     reorder: probability("reorder"),
     delay: duration("delay"),
     jitter: duration("jitter"),
+    jitterKeepOrder: values["jitter-keep-order"] ? true : undefined,
     bandwidth: text("bandwidth") === undefined
       ? undefined
       : parseRate(text("bandwidth")!, "--bandwidth", "bytes"),
     seed: count("seed", 0),
   };
+  if (impair.jitterKeepOrder && !impair.jitter) {
+    throw new UsageError("--jitter-keep-order applies to --jitter (give both)");
+  }
   if (impair.seed !== undefined && impair.seed > 0xffff_ffff) {
     throw new UsageError(`--seed must be from 0 to 4294967295, got "${text("seed")}"`);
   }

@@ -5,58 +5,26 @@ import {
   formatBenchSummary,
   formatCount,
   formatEchoReply,
+  formatIntervalLine,
   formatMegabytes,
+  formatMergeHeader,
   formatMicros,
   formatPingHeader,
   formatPingReply,
   formatPingSummary,
   formatPingTime,
   formatProgress,
+  intervalJson,
   lossPercent,
   PROBE_JSON_SCHEMA,
   probeJson,
   renderHistogram,
+  transportName,
 } from "../_client_report.ts";
 import { Histogram } from "../histogram.ts";
-import type { ProbeResult } from "../probe.ts";
+import { fakeInterval, fakeResult } from "./_probe_fixtures.ts";
 
 const plain = paletteFor({ isTerminal: () => false });
-
-/** A result as runProbe would return it, with latencies (µs) recorded into its histogram. */
-function fakeResult(overrides: Partial<ProbeResult> = {}, latencies: number[] = []): ProbeResult {
-  const histogram = new Histogram();
-  for (const us of latencies) histogram.record(us);
-  return {
-    transport: "tcp",
-    address: { hostname: "127.0.0.1", port: 5006, transport: "tcp" },
-    connections: 1,
-    size: 64,
-    pipeline: 1,
-    stream: false,
-    aborted: false,
-    elapsed: 2000,
-    sent: latencies.length,
-    received: latencies.length,
-    bytes: latencies.length * 64,
-    requestsPerSecond: latencies.length / 2,
-    bytesPerSecond: (latencies.length * 64) / 2,
-    latency: histogram.summary(),
-    histogram,
-    errors: 0,
-    mismatches: 0,
-    failed: 0,
-    lost: 0,
-    late: 0,
-    duplicates: 0,
-    reordered: 0,
-    jitter: 0,
-    strays: 0,
-    outstanding: 0,
-    unsent: 0,
-    connectionsServed: 1,
-    ...overrides,
-  };
-}
 
 Deno.test("number and time formats", () => {
   assert.equal(formatCount(1234567), "1,234,567");
@@ -257,4 +225,61 @@ Deno.test("formatEchoReply: one byte is singular; a long reply is cut to one lin
   const line = formatEchoReply({ reply: long, rtt: 1, address }, "tcp", colors);
   assert.ok(line.length < 400, `${line.length} characters`);
   assert.match(line, /"y{256}" … \(65,280 more bytes\) \(65,536 bytes\) time=/);
+});
+
+Deno.test("interval line: span, rates, p50/p99, errors; UDP adds loss, dup, reordered; no escapes", () => {
+  const tcp = formatIntervalLine(fakeInterval({}, [200, 200, 200]), "tcp");
+  assert.equal(tcp, "[ 2.00- 3.00 s]  3 req/s  0.00 MB/s  p50 200µs  p99 200µs  0 errors");
+  const udp = formatIntervalLine(
+    fakeInterval({ lost: 4, duplicates: 1, reordered: 2, errors: 1, mismatches: 1 }, [100]),
+    "udp",
+  );
+  assert.equal(
+    udp,
+    "[ 2.00- 3.00 s]  1 req/s  0.00 MB/s  p50 100µs  p99 100µs  1 error  1 mismatch  lost 4  dup 1  reordered 2",
+  );
+  assert.match(formatIntervalLine(fakeInterval(), "tcp"), /p50 - {2}p99 - {2}0 errors$/);
+  assert.ok(!tcp.includes("\x1b") && !udp.includes("\x1b"));
+});
+
+Deno.test("intervalJson: schema, event, span and ISO timestamps, counts, null latency when empty", () => {
+  const json = JSON.parse(JSON.stringify(intervalJson(fakeInterval({}, [100, 200]), "bench")));
+  assert.equal(json.schema, PROBE_JSON_SCHEMA);
+  assert.equal(json.event, "interval");
+  assert.equal(json.mode, "bench");
+  assert.equal(json.index, 2);
+  assert.equal(json.start_s, 2);
+  assert.equal(json.end_s, 3);
+  assert.equal(json.start_time, "2026-12-01T12:00:02.000Z");
+  assert.equal(json.end_time, "2026-12-01T12:00:03.000Z");
+  assert.equal(json.requests, 2);
+  assert.equal(json.max_us, 200);
+  assert.equal(JSON.parse(JSON.stringify(intervalJson(fakeInterval(), "ping"))).p50_us, null);
+});
+
+Deno.test("probeJson carries event, timestamps and the lossless result; TLS and Unix are named", () => {
+  const result = fakeResult({ tls: true }, [100, 200, 300]);
+  const json = JSON.parse(JSON.stringify(probeJson(result, {
+    mode: "bench",
+    startTime: Date.UTC(2026, 0, 1),
+    endTime: Date.UTC(2026, 0, 1, 0, 0, 2),
+  })));
+  assert.equal(json.event, "result");
+  assert.equal(json.start_time, "2026-01-01T00:00:00.000Z");
+  assert.equal(json.end_time, "2026-01-01T00:00:02.000Z");
+  assert.equal(json.transport, "tls");
+  assert.equal(json.result.schema, 1);
+  assert.equal(json.result.mode, "bench");
+  assert.equal(json.result.tls, true);
+  assert.equal(Histogram.fromSnapshot(json.result.histogram).percentile(50), result.latency.p50);
+  const unix = { hostname: "", port: 0, transport: "unix" as const, path: "/tmp/e.sock" };
+  assert.equal(transportName({ transport: "tcp", address: unix }), "unix");
+  assert.equal(transportName({ transport: "udp", address: result.address }), "udp");
+});
+
+Deno.test("merge header names the runs, the transport and the files", () => {
+  assert.equal(
+    formatMergeHeader(fakeResult({ connections: 8 }), ["a.json", "b.json"]),
+    "merged 2 runs of tcp 127.0.0.1:5006 (8 connections × 64 B in all): a.json, b.json",
+  );
 });

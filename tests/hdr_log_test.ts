@@ -4,9 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-// The reference decoder, pinned; test-only, so it stays out of deno.json (the module has no deps).
-// deno-lint-ignore no-import-prefix
-import * as hdr from "npm:hdr-histogram-js@3.0.1";
+// The reference decoder, pinned in deno.json's "imports" (test-only: no module file imports it).
+import * as hdr from "hdr-histogram-js";
 import { encodeHdrHistogram, formatHdrLogHeader, formatHdrLogInterval } from "../hdr_log.ts";
 import { Histogram } from "../histogram.ts";
 import { runProbe } from "../probe.ts";

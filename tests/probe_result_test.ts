@@ -198,3 +198,18 @@ Deno.test("parse: a record alone, nested in a CLI object's result, or last of ND
     assert.deepEqual(parseProbeResultRecord(text, "x.json"), a);
   }
 });
+
+Deno.test("record: a TLS run keeps tls, so a TLS run and a plain one refuse to merge", async () => {
+  const cert = await Deno.readTextFile(new URL("./fixtures/tls_cert.pem", import.meta.url));
+  const key = await Deno.readTextFile(new URL("./fixtures/tls_key.pem", import.meta.url));
+  await using server = await serveEcho({ port: 0, transport: "tcp", tls: { cert, key } });
+  const result = await runProbe({ port: server.addr.port, count: 5, tls: { caCerts: [cert] } });
+  const record = JSON.parse(JSON.stringify(probeResultToRecord(result)));
+  assert.equal(record.tls, true);
+  assert.equal(mergeProbeResults([record, record]).tls, true);
+  const { tls: _, ...plain } = record;
+  assert.throws(
+    () => mergeProbeResults([record, plain], { names: ["tls.json", "tcp.json"] }),
+    (error: unknown) => error instanceof ProbeMergeError && /^tcp\.json: tls/.test(error.message),
+  );
+});
