@@ -138,6 +138,10 @@ const SPEC: CliSpec = {
       "servername NAME": "with --tls: the name the certificate must hold, when --host is not in it",
       "unix PATH": "connect to the Unix domain socket at PATH instead of --host and --port",
     }),
+    ...flagTable("Load balancers", {
+      "proxy-header v1|v2":
+        "TCP: start with a PROXY protocol header naming this connection (test PROXY-aware servers)",
+    }),
     ...flagTable(undefined, {
       "help -h": "show this help",
       "version -V": "show the version",
@@ -209,7 +213,7 @@ async function main(): Promise<number> {
     if (positionals.length) {
       throw new UsageError(`${mode} mode sends its own probes: drop the MESSAGE (use --size)`);
     }
-    for (const flag of ["stdin", "tls", "unix"]) {
+    for (const flag of ["stdin", "tls", "unix", "proxy-header"]) {
       if (values[flag]) throw new UsageError(`--${flag} and ${mode} mode exclude each other`);
     }
     if (retries !== undefined) {
@@ -217,7 +221,10 @@ async function main(): Promise<number> {
     }
     return await measure(mode, values, { udp, json, hostname, port, timeout });
   }
-  const target = await streamTarget(values, udp, hostname, port);
+  const target: TcpClientOptions = {
+    ...await streamTarget(values, udp, hostname, port),
+    ...proxyHeaderFlag(values, udp),
+  };
   const transport = udp ? "udp" : target.unix !== undefined ? "unix" : target.tls ? "tls" : "tcp";
   const explain = (error: unknown) =>
     target.unix === undefined ? error : unixPermissionError(error, target.unix);
@@ -259,6 +266,17 @@ async function main(): Promise<number> {
     }
     throw error;
   }
+}
+
+/** `--proxy-header v1|v2` -> the `proxyHeader` option (TCP, TLS and Unix streams). */
+function proxyHeaderFlag(values: FlagValues, udp: boolean): Pick<TcpClientOptions, "proxyHeader"> {
+  const text = values["proxy-header"] as string | undefined;
+  if (text === undefined) return {};
+  if (udp) throw new UsageError("--udp and --proxy-header conflict: the header is for streams");
+  if (text !== "v1" && text !== "v2") {
+    throw new UsageError(`--proxy-header must be v1 or v2, got "${text}"`);
+  }
+  return { proxyHeader: text === "v1" ? 1 : 2 };
 }
 
 /**
