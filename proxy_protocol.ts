@@ -36,6 +36,9 @@
  */
 import { type CidrList, ipFromBytes, ipToBytes, isLoopback } from "./cidr.ts";
 import { EchoError, type EchoErrorOptions } from "./errors.ts";
+import type { ProxyRefusalReason } from "./stats.ts";
+// The reasons are counted in stats.ts, which imports nothing; they are this module's vocabulary.
+export type { ProxyRefusalReason } from "./stats.ts";
 
 /** The longest version 1 line, CRLF included (`PROXY UNKNOWN` with two full IPv6 addresses). */
 export const PROXY_V1_MAX_LENGTH = 107;
@@ -71,28 +74,6 @@ export const PROXY_MIN_HEADER_BYTES_LIMIT: number = 16 + 216;
 
 /** Default time allowed for a whole header to arrive, in ms (the spec asks for at least 3 s). */
 export const DEFAULT_PROXY_TIMEOUT = 5000;
-
-/**
- * Why a connection's PROXY header was refused:
- * - `"signature"`: the connection does not start with a version 1 or 2 signature;
- * - `"malformed"`: it does, but what follows breaks the format (bad address, port, spacing, line
- *   ending, address block shorter than its family needs, a TLV running past the end);
- * - `"unsupported"`: an unassigned version, command, family or protocol (`PROXY TCP5`, `0x2F`);
- * - `"too-long"`: no CRLF in the first 107 bytes, or a version 2 length above `maxHeaderBytes`;
- * - `"checksum"`: a CRC32C TLV that does not match the header;
- * - `"timeout"`: no complete header within the time allowed;
- * - `"closed"`: the peer closed (or reset) the connection before a complete header;
- * - `"untrusted"`: the peer is not allowed to send a header at all.
- */
-export type ProxyRefusalReason =
-  | "signature"
-  | "malformed"
-  | "unsupported"
-  | "too-long"
-  | "checksum"
-  | "timeout"
-  | "closed"
-  | "untrusted";
 
 /** Every {@linkcode ProxyRefusalReason}, in a fixed order (for counters and metrics). */
 export const PROXY_REFUSAL_REASONS: readonly ProxyRefusalReason[] = Object.freeze([

@@ -5,7 +5,30 @@
  *
  * @module
  */
-import type { ProxyRefusalReason } from "./proxy_protocol.ts";
+/**
+ * Why a connection's PROXY header was refused:
+ * - `"signature"`: the connection does not start with a version 1 or 2 signature;
+ * - `"malformed"`: it does, but what follows breaks the format (bad address, port, spacing, line
+ *   ending, address block shorter than its family needs, a TLV running past the end);
+ * - `"unsupported"`: an unassigned version, command, family or protocol (`PROXY TCP5`, `0x2F`);
+ * - `"too-long"`: no CRLF in the first 107 bytes, or a version 2 length above `maxHeaderBytes`;
+ * - `"checksum"`: a CRC32C TLV that does not match the header;
+ * - `"timeout"`: no complete header within the time allowed;
+ * - `"closed"`: the peer closed (or reset) the connection before a complete header;
+ * - `"untrusted"`: the peer is not allowed to send a header at all.
+ *
+ * Defined here, where they are counted (this file imports nothing); `proxy_protocol.ts` exports
+ * it too.
+ */
+export type ProxyRefusalReason =
+  | "signature"
+  | "malformed"
+  | "unsupported"
+  | "too-long"
+  | "checksum"
+  | "timeout"
+  | "closed"
+  | "untrusted";
 
 /** Datagrams and sessions refused or cut short, by reason. */
 export interface DropCounters {
