@@ -1030,3 +1030,49 @@ test("serveEcho proxyProtocol with workers: every thread reads headers, totals c
   assert.equal(server.stats.proxyRefused?.signature, 6);
   assert.equal(server.stats.sessionDuration?.count, 24);
 });
+
+test("serveEcho proxyProtocol: a header dripped a byte at a time is cut at the whole-header deadline", async () => {
+  const { server, rejects, port } = await proxiedServer({ proxyTimeout: 800 });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const started = performance.now();
+  let sent = 0;
+  // One byte every 100 ms: each gap is far below the deadline, the whole header is not.
+  const drip = setInterval(() => {
+    if (sent < V2_CLIENT.length) conn.write(V2_CLIENT.subarray(sent, ++sent)).catch(() => {});
+  }, 100);
+  try {
+    const ending = await readUntilClosed(conn);
+    assert.equal(ending.received.length, 0);
+    assert.ok(performance.now() - started >= 800, "not before the deadline");
+    assert.ok(sent < V2_CLIENT.length, "cut before the header was complete");
+    assert.equal(rejects[0]?.detail, "timeout");
+  } finally {
+    clearInterval(drip);
+    conn.close();
+    await server.shutdown();
+  }
+});
+
+test("serveEcho proxyProtocol on a Unix socket: the header's client is the session's address", async () => {
+  const path = `${await Deno.makeTempDir()}/proxied.sock`;
+  const seen: Deno.Addr[] = [];
+  const server = await serveEcho({
+    transport: "unix",
+    path,
+    proxyProtocol: true,
+    onConnection: (info) => seen.push(info.remoteAddr),
+  });
+  try {
+    const conn = await Deno.connect({ transport: "unix", path });
+    await conn.write(new Uint8Array([...V2_CLIENT, 5, 6]));
+    await conn.closeWrite();
+    const { received } = await readUntilClosed(conn);
+    conn.close();
+    assert.deepEqual([...received], [5, 6]);
+    assert.deepEqual(seen, [{ transport: "tcp", hostname: "203.0.113.7", port: 40001 }]);
+    assert.equal(server.stats.transports?.unix.bytesIn, 2);
+  } finally {
+    await server.shutdown();
+    await Deno.remove(path.replace(/\/proxied\.sock$/, ""), { recursive: true });
+  }
+});
