@@ -1,8 +1,8 @@
 /**
  * The deploy/ recipes run for real: HAProxy and nginx started from them (tests/_balancers.ts) in
- * front of three echo instances. Until the server speaks the PROXY protocol the balancers run the
- * recipe's variant without the header; the traffic, the split over the instances, half-close and
- * an instance going away are checked already.
+ * front of three echo instances: the real server.ts with --proxy-protocol and --metrics (an
+ * instance killed mid-run, one drained), a test-only PROXY reader (what the balancers send), and
+ * plain instances behind the recipes' variant without the header (half-close, the split).
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -235,7 +235,7 @@ async function spreadAndSurvive(
 }
 
 test(
-  "HAProxy (recipe, no PROXY header yet): traffic over three instances, one stopped",
+  "HAProxy (recipe without the PROXY header): traffic over three instances, one stopped",
   async () => {
     await spreadAndSurvive(
       async (backends) => {
@@ -255,15 +255,19 @@ test(
   { ignore: Boolean(NO_HAPROXY) },
 );
 
-test("nginx stream (recipe, no PROXY header yet): traffic, half-close, one stopped", async () => {
-  // A stopped instance refuses the connection; nginx passes it to the next one, so no client
-  // sees the failure: nothing to wait for.
-  await spreadAndSurvive(
-    (backends) => startNginx({ backends, proxyProtocol: false }),
-    0,
-    () => Promise.resolve(),
-  );
-}, { ignore: Boolean(NO_NGINX) });
+test(
+  "nginx stream (recipe without the PROXY header): traffic, half-close, one stopped",
+  async () => {
+    // A stopped instance refuses the connection; nginx passes it to the next one, so no client
+    // sees the failure: nothing to wait for.
+    await spreadAndSurvive(
+      (backends) => startNginx({ backends, proxyProtocol: false }),
+      0,
+      () => Promise.resolve(),
+    );
+  },
+  { ignore: Boolean(NO_NGINX) },
+);
 
 test(
   "nginx without proxy_half_close drops the echo of a half-closed stream (why the recipe has it)",
@@ -292,7 +296,7 @@ test(
 // ---------------------------------------------------------------------------------------------
 // The recipes exactly as written (PROXY header on, HAProxy checking /healthz), in front of a
 // minimal test-only echo that reads the header with proxy_protocol.ts: proves the parser against
-// what the real balancers send, before the server itself is wired.
+// what the real balancers send, independently of the server (whose own tests follow below).
 
 /** A test-only PROXY-aware echo instance with a /healthz of its own. */
 class ProxiedEcho {
@@ -651,14 +655,12 @@ interface Run {
 }
 
 /**
- * `lanes` clients exchange continuously through `port`; after `before` good exchanges instance
- * `victim` is killed with SIGKILL, then `after` more good exchanges are made (after `gone`).
+ * `lanes` clients exchange continuously through `port`; after `before` good exchanges `stop`
+ * takes an instance away (a SIGKILL, a drain), then `after` more good exchanges are made.
  */
 async function continuousTraffic(
   port: number,
-  instances: ServerInstance[],
-  victim: number,
-  gone: () => Promise<void>,
+  takeAway: () => Promise<void>,
   random: Random,
   { lanes = 4, before = 60, after = 60 } = {},
 ): Promise<Run> {
@@ -685,9 +687,7 @@ async function continuousTraffic(
   const running = Array.from({ length: lanes }, lane);
   const kill = (async () => {
     await watchdog(60_000)(enough.promise, "traffic before the kill");
-    instances[victim].child.child.kill("SIGKILL");
-    await instances[victim].child.child.status;
-    await gone();
+    await takeAway();
     run.killedAt = performance.now();
   })();
   try {
@@ -735,27 +735,33 @@ async function balancedRun(
   const random = new Random(seed);
   const instances = await threeServers();
   let balancer: Balancer | undefined;
+  let run: Run;
   try {
     balancer = await start(instances.map((i) => ({ port: i.port, checkPort: i.metricsPort })));
     const b = balancer;
-    const run = await continuousTraffic(b.port, instances, 1, () => gone(b), random);
-    const { sessions, remotes } = split(instances);
-    console.log(
-      `${name} (seed ${seed}): ${JSON.stringify(run.total)}; after the kill ${
-        JSON.stringify(run.afterKill)
-      }; sessions per instance ${sessions.join("/")}`,
-    );
-    assert.equal(run.total.wrong, 0, "never wrong bytes");
-    assert.ok(sessions.every((n) => n > 0), `every instance used: ${sessions}`);
-    assert.equal(run.afterKill.cut + run.afterKill.refused, 0, "routed around the dead instance");
-    assert.ok(run.afterKill.ok >= 60);
-    // Every client that got its echo was seen by an instance as itself (the PROXY header).
-    const missing = [...run.clientPorts].filter((p) => !remotes.has(p));
-    assert.deepEqual(missing, [], "the instances name the real clients");
+    run = await continuousTraffic(b.port, async () => {
+      instances[1].child.child.kill("SIGKILL");
+      await instances[1].child.child.status;
+      await gone(b);
+    }, random);
   } finally {
     await balancer?.stop();
+    // Their event lines are all read once they have exited.
     await stopServers(instances);
   }
+  const { sessions, remotes } = split(instances);
+  console.log(
+    `${name} (seed ${seed}): ${JSON.stringify(run.total)}; after the kill ${
+      JSON.stringify(run.afterKill)
+    }; sessions per instance ${sessions.join("/")}`,
+  );
+  assert.equal(run.total.wrong, 0, "never wrong bytes");
+  assert.ok(sessions.every((n) => n > 0), `every instance used: ${sessions}`);
+  assert.equal(run.afterKill.cut + run.afterKill.refused, 0, "routed around the dead instance");
+  assert.ok(run.afterKill.ok >= 60);
+  // Every client that got its echo was seen by an instance as itself (the PROXY header).
+  const missing = [...run.clientPorts].filter((p) => !remotes.has(p));
+  assert.deepEqual(missing, [], "the instances name the real clients");
 }
 
 test(
@@ -787,4 +793,49 @@ test(
     );
   },
   { ignore: Boolean(NO_NGINX) },
+);
+
+test(
+  "HAProxy as written + server.ts --drain: SIGTERM takes an instance out before it stops, unseen",
+  async () => {
+    const seed = randomSeed();
+    const instances = await Promise.all(
+      [0, 1, 2].map(() => startServerInstance(["--drain", "5s"])),
+    );
+    let balancer: HaproxyBalancer | undefined;
+    try {
+      balancer = await startHaproxy({
+        backends: instances.map((i) => ({ port: i.port, checkPort: i.metricsPort })),
+      });
+      const haproxy = balancer;
+      await haproxy.waitForStates((s) => ["echo1", "echo2", "echo3"].every((n) => s[n] === "UP"));
+      let exit: Deno.CommandStatus | undefined;
+      let downBeforeExit = false;
+      const run = await continuousTraffic(haproxy.port, async () => {
+        instances[1].child.child.kill("SIGTERM");
+        const exited = instances[1].child.child.status.then((status) => (exit = status));
+        // /healthz answers 503 at once; HAProxy's checks (inter 1s fall 2) take echo2 out while
+        // it still serves, well before the 5 s drain ends.
+        await haproxy.waitForStates((s) => s.echo2 === "DOWN", 20_000);
+        downBeforeExit = exit === undefined;
+        await exited;
+      }, new Random(seed));
+      console.log(
+        `HAProxy drain (seed ${seed}): ${JSON.stringify(run.total)}; sessions per instance ${
+          split(instances).sessions.join("/")
+        }`,
+      );
+      assert.ok(downBeforeExit, "out of rotation before it stopped");
+      assert.equal(exit?.code, 0, "the drained instance exits 0");
+      assert.deepEqual(
+        [run.total.cut, run.total.refused, run.total.wrong],
+        [0, 0, 0],
+        "no client saw the instance go",
+      );
+    } finally {
+      await balancer?.stop();
+      await stopServers(instances);
+    }
+  },
+  { ignore: Boolean(NO_HAPROXY) },
 );
