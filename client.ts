@@ -140,7 +140,7 @@ const SPEC: CliSpec = {
     }),
     ...flagTable("Load balancers", {
       "proxy-header v1|v2":
-        "TCP: start with a PROXY protocol header naming this connection (test PROXY-aware servers)",
+        "TCP: start each connection with a PROXY header naming it (echo, --stdin, ping, bench)",
     }),
     ...flagTable(undefined, {
       "help -h": "show this help",
@@ -213,7 +213,7 @@ async function main(): Promise<number> {
     if (positionals.length) {
       throw new UsageError(`${mode} mode sends its own probes: drop the MESSAGE (use --size)`);
     }
-    for (const flag of ["stdin", "tls", "unix", "proxy-header"]) {
+    for (const flag of ["stdin", "tls", "unix"]) {
       if (values[flag]) throw new UsageError(`--${flag} and ${mode} mode exclude each other`);
     }
     if (retries !== undefined) {
@@ -444,6 +444,7 @@ async function measure(
     warmup,
     stream,
     timeout,
+    ...proxyHeaderFlag(values, udp),
   };
   try {
     validateProbeOptions(options);

@@ -24,7 +24,7 @@ import { startTlsClient } from "./_tls_client.ts";
 import { checkProxyWithTls, policyOf } from "./_policy.ts";
 import { firstDifference, listenError, toBytes } from "./_util.ts";
 import { connectAnyAddress } from "./_tcp_connect.ts";
-import { encodeProxyHeader } from "./proxy_protocol.ts";
+import { proxyHeaderFor } from "./proxy_protocol.ts";
 
 /**
  * Starts a TCP echo server (RFC 862): every byte is echoed, in order, until the client closes; when
@@ -423,19 +423,13 @@ async function sendProxyHeader(
   version: 1 | 2,
   address: EchoAddress,
 ): Promise<void> {
-  if (version !== 1 && version !== 2) {
+  let header: Uint8Array;
+  try {
+    header = proxyHeaderFor(conn, version);
+  } catch (error) {
     conn.close();
-    throw new RangeError(`proxyHeader must be 1 or 2, got ${version}`);
+    throw error;
   }
-  const local = conn.localAddr;
-  const remote = conn.remoteAddr;
-  const header = local.transport === "tcp" && remote.transport === "tcp"
-    ? encodeProxyHeader({
-      version,
-      source: { hostname: local.hostname, port: local.port },
-      destination: { hostname: remote.hostname, port: remote.port },
-    })
-    : encodeProxyHeader({ version, command: "LOCAL" });
   try {
     await writeAll(conn, header);
   } catch (error) {

@@ -11,6 +11,7 @@ import {
   PROXY_V1_MAX_LENGTH,
   PROXY_V2_SIGNATURE,
   type ProxyHeader,
+  proxyHeaderFor,
   type ProxyHeaderInit,
   type ProxyHeaderSource,
   type ProxyParseResult,
@@ -30,6 +31,7 @@ import {
 } from "./_helpers.ts";
 import { serveEcho, validateServeOptions } from "../serve.ts";
 import { echoTcp, echoTcpStream } from "../tcp.ts";
+import { runProbe, validateProbeOptions } from "../probe.ts";
 import type { CloseInfo, ConnectionInfo, RejectInfo, ServeEchoOptions } from "../types.ts";
 
 const encoder = new TextEncoder();
@@ -1075,4 +1077,41 @@ test("serveEcho proxyProtocol on a Unix socket: the header's client is the sessi
     await server.shutdown();
     await Deno.remove(path.replace(/\/proxied\.sock$/, ""), { recursive: true });
   }
+});
+
+test("runProbe proxyHeader: ping and bench lanes measure a PROXY-aware server directly", async () => {
+  const { server, connections, port } = await proxiedServer();
+  try {
+    for (const proxyHeader of [1, 2] as const) {
+      const result = await runProbe({ port, proxyHeader, connections: 2, count: 40 });
+      assert.equal(result.received, 40, `v${proxyHeader}`);
+      assert.equal(result.mismatches + result.errors, 0);
+    }
+    assert.equal(connections.length, 4, "each lane's connection read its header");
+    assert.equal(server.stats.proxyRefused?.signature, 0);
+    assert.throws(() => validateProbeOptions({ transport: "udp", proxyHeader: 2 }), TypeError);
+    assert.throws(() => validateProbeOptions({ proxyHeader: 3 as 2 }), RangeError);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("proxyHeaderFor: a connection's own ends, LOCAL for a Unix socket", () => {
+  const tcp = {
+    localAddr: { transport: "tcp", hostname: "::1", port: 50000 },
+    remoteAddr: { transport: "tcp", hostname: "::1", port: 7000 },
+  } as const;
+  const v2 = parseProxyHeader(proxyHeaderFor(tcp, 2));
+  assert.equal(v2.status, "done");
+  if (v2.status === "done") {
+    assert.deepEqual(v2.header.source, { hostname: "::1", port: 50000 });
+    assert.deepEqual(v2.header.destination, { hostname: "::1", port: 7000 });
+  }
+  const unix = {
+    localAddr: { transport: "unix", path: "" },
+    remoteAddr: { transport: "unix", path: "/tmp/x.sock" },
+  } as const;
+  const local = parseProxyHeader(proxyHeaderFor(unix, 2));
+  assert.ok(local.status === "done" && local.header.command === "LOCAL");
+  assert.throws(() => proxyHeaderFor(tcp, 0 as 1), RangeError);
 });
