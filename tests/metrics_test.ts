@@ -556,3 +556,50 @@ test("server.ts and client.ts: bad balancer flags are one-line usage errors, a t
   assert.equal(code, 1, stderr);
   assertOneLine(stderr, /error: .*in use/i, "metrics port in use");
 });
+
+test("server.ts --workers 2 --proxy-protocol --metrics: /metrics shows the totals of every thread", async () => {
+  const metricsPort = freePort();
+  const child = spawnServer(
+    [
+      "--tcp",
+      "--port",
+      "0",
+      "-q",
+      "--workers",
+      "2",
+      "--proxy-protocol",
+      "--metrics",
+      `${metricsPort}`,
+    ],
+    ["--allow-net", "--allow-read"],
+  );
+  const ready = await readyOrKill(child, child.stdout.waitFor(/listening tcp 127\.0\.0\.1:(\d+)/));
+  const port = Number(ready[1]);
+  try {
+    for (let i = 0; i < 16; i++) await echoTcp(`exchange ${i}`, { port, proxyHeader: 2 });
+    for (let i = 0; i < 4; i++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await conn.write(new TextEncoder().encode("no header\r\n"));
+      await conn.read(new Uint8Array(16)).catch(() => null);
+      conn.close();
+    }
+    // Workers report their counters every 250 ms: scrape until the totals are all in.
+    let families: ReturnType<typeof parseExposition> = new Map();
+    const complete = () =>
+      families.has("echo_connections_total") &&
+      value(families, "echo_connections_total", { transport: "tcp" }) === 16 &&
+      value(families, "echo_refused_total", { reason: "proxy_signature" }) === 4;
+    for (let i = 0; i < 100 && !complete(); i++) {
+      if (i > 0) await new Promise((resolve) => setTimeout(resolve, 50));
+      families = parseExposition(
+        await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text(),
+      );
+    }
+    assert.ok(complete(), "16 sessions and 4 refusals, summed over both threads");
+    assert.equal(value(families, "echo_session_duration_seconds_count"), 16);
+  } finally {
+    child.child.kill("SIGINT");
+    const { code, stderr } = await childEnded(child);
+    assert.equal(code, 0, stderr);
+  }
+});
