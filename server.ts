@@ -7,6 +7,7 @@
  * deno run --allow-net server.ts [--host ADDR] [--port PORT] [--tcp|--udp] [--once] [-v|-q] [--json]
  * deno run --allow-net --allow-read server.ts --tls-cert FILE --tls-key FILE [options]
  * deno run --allow-read --allow-write --allow-net server.ts --unix PATH [options]
+ * deno run --allow-net server.ts --tcp --proxy-protocol --metrics 127.0.0.1:9101 --drain 5s
  * ```
  *
  * @module
