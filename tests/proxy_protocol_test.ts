@@ -1115,3 +1115,54 @@ Deno.test("proxyHeaderFor: a connection's own ends, LOCAL for a Unix socket", ()
   assert.ok(local.status === "done" && local.header.command === "LOCAL");
   assert.throws(() => proxyHeaderFor(tcp, 0 as 1), RangeError);
 });
+
+test("serveEcho proxyProtocol fuzz: random and mutated headers over sockets, each ends cleanly", async () => {
+  const seed = randomSeed();
+  const random = new Random(seed);
+  const { server, port } = await proxiedServer({ proxyTimeout: 300 });
+  const corpus = ROUND_TRIPS.map((init) => encodeProxyHeader(init));
+  const expected = { sessions: 0, refused: 0 };
+  const guard = watchdog(10_000);
+  try {
+    for (let i = 0; i < 60; i++) {
+      let bytes: Uint8Array;
+      if (i % 3 === 0) {
+        bytes = randomBytes(randomInt(random, 1, 200), random);
+        if (random.next() < 0.5) {
+          bytes.set(PROXY_V2_SIGNATURE.subarray(0, Math.min(12, bytes.length)));
+        }
+      } else {
+        bytes = corpus[randomInt(random, 0, corpus.length - 1)].slice();
+        const at = randomInt(random, 0, bytes.length - 1);
+        if (i % 3 === 1) bytes[at] ^= 1 << randomInt(random, 0, 7);
+        else bytes = bytes.subarray(0, at + 1); // truncated (or whole, when at is the last byte)
+        bytes = concat(bytes, randomBytes(randomInt(random, 0, 32), random));
+      }
+      const label = `seed ${seed}, case ${i}`;
+      const result = parseProxyHeader(bytes);
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await conn.write(bytes);
+      // A complete header: the rest is echoed until our half-close. An incomplete one: half of
+      // them half-close (refused as closed), the others wait for the server's deadline.
+      if (result.status === "done" || random.next() < 0.5) await conn.closeWrite();
+      const { received } = await guard(readUntilClosed(conn), label);
+      conn.close();
+      if (result.status === "done") {
+        expected.sessions++;
+        const rest = bytes.subarray(result.header.headerLength);
+        assert.equal(Buffer.compare(received, rest), 0, `${label}: the data after the header`);
+      } else {
+        expected.refused++;
+        assert.equal(received.length, 0, `${label}: nothing echoed`);
+      }
+    }
+    // The server still serves a good client after all that.
+    const good = await sendAndRead(port, new Uint8Array([...V2_CLIENT, 1, 2]));
+    assert.deepEqual([...good.received], [1, 2]);
+  } finally {
+    await server.shutdown();
+  }
+  const refused = Object.values(server.stats.proxyRefused ?? {}).reduce((a, b) => a + b, 0);
+  assert.equal(server.stats.sessionsTotal, expected.sessions + 1, `seed ${seed}`);
+  assert.equal(refused, expected.refused, `seed ${seed}`);
+});
