@@ -5,7 +5,6 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import denoJson from "./deno.json" with { type: "json" };
 import { parseDuration } from "./duration.ts";
 import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./types.ts";
 
@@ -19,8 +18,9 @@ export const EXIT_FAILURE = 1;
 /** Exit code: bad usage (unknown flag, bad value, conflicting flags). */
 export const EXIT_USAGE = 2;
 
-/** The package version, from deno.json. */
-export const VERSION: string = denoJson.version;
+import { VERSION } from "./metrics.ts";
+/** The package version, from deno.json: one source, the one `/metrics` reports too. */
+export { VERSION };
 
 /** A command-line mistake: reported in one line with exit code 2. */
 export class UsageError extends Error {

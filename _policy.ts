@@ -14,11 +14,26 @@ import {
 } from "./impair.ts";
 import { DEFAULT_LIMITS, defaultUdpRate, effectiveMaxConnections, RateLimiter } from "./limits.ts";
 import { LoopGuard } from "./loop_guard.ts";
+import { DEFAULT_PROXY_TIMEOUT } from "./proxy_protocol.ts";
 import type { EchoHooks, EchoServerOptions, RejectReason } from "./types.ts";
 
 /** The options the policies are built from: the server options but the hooks, of any address. */
 export type PolicyOptions = Omit<EchoServerOptions, keyof EchoHooks>;
-import { checkDuration, checkRate, checkWhole } from "./_validate.ts";
+import {
+  checkDuration,
+  checkRate,
+  checkWhole,
+  optionRangeError,
+  optionTypeError,
+} from "./_validate.ts";
+
+/** The PROXY protocol stage of a stream server: who may send a header, and how fast. */
+export interface ProxyPolicy {
+  /** The balancers allowed to send a header (`proxyFrom`); undefined: loopback peers only. */
+  trusted?: CidrList;
+  /** Time allowed for the whole header, in ms. */
+  timeout: number;
+}
 
 /** Session limits and the accept policy of a stream (TCP, TLS, Unix) server. */
 export interface StreamPolicy {
@@ -34,6 +49,8 @@ export interface StreamPolicy {
   maxSessionTime?: number;
   /** TCP delay and bandwidth, when shaping. */
   shaper?: TcpShaperOptions;
+  /** The PROXY header every connection must start with, when `proxyProtocol` is on. */
+  proxy?: ProxyPolicy;
 }
 
 /** Every policy of a server, built once at start-up from its options and passed down. */
@@ -77,6 +94,7 @@ export function buildPolicy(options: PolicyOptions): ServerPolicy {
   // The blocked ports are checked here, before anything binds; the guard itself needs the port.
   if (guard !== undefined && guard !== true && guard !== false) new LoopGuard(guard);
   const acl = options.allow ? new CidrList(options.allow) : undefined;
+  const proxy = buildProxyPolicy(options);
   const fitted = options.maxConnections === undefined
     ? effectiveMaxConnections(DEFAULT_LIMITS.maxConnections)
     : { value: options.maxConnections, lowered: false };
@@ -88,10 +106,65 @@ export function buildPolicy(options: PolicyOptions): ServerPolicy {
       maxSessionBytes: options.maxSessionBytes,
       maxSessionTime: options.maxSessionTime || undefined,
       shaper: isShaping(shaper) ? shaper : undefined,
+      proxy,
     },
     acl,
     maxConnectionsLowered: fitted.lowered,
   };
+}
+
+/** The PROXY stage from `proxyProtocol`, `proxyFrom` and `proxyTimeout`, or undefined when off. */
+function buildProxyPolicy(options: PolicyOptions): ProxyPolicy | undefined {
+  const { proxyProtocol, proxyFrom, proxyTimeout } = options;
+  if (proxyProtocol !== undefined && typeof proxyProtocol !== "boolean") {
+    throw optionTypeError("proxyProtocol", `proxyProtocol must be a boolean, got ${proxyProtocol}`);
+  }
+  if (proxyFrom !== undefined && !Array.isArray(proxyFrom)) {
+    throw optionTypeError("proxyFrom", "proxyFrom must be an array of CIDR rules");
+  }
+  checkDuration("proxyTimeout", proxyTimeout);
+  if (proxyTimeout === 0) {
+    throw optionRangeError("proxyTimeout", "proxyTimeout must be above 0 ms (a header must come)");
+  }
+  if (!proxyProtocol) {
+    const stray = proxyFrom !== undefined
+      ? "proxyFrom"
+      : proxyTimeout !== undefined
+      ? "proxyTimeout"
+      : undefined;
+    if (stray) throw optionTypeError(stray, `${stray} needs proxyProtocol`);
+    return undefined;
+  }
+  let trusted: CidrList | undefined;
+  try {
+    trusted = proxyFrom ? new CidrList(proxyFrom) : undefined;
+  } catch (error) {
+    throw optionTypeError("proxyFrom", `proxyFrom: ${(error as Error).message}`);
+  }
+  return { trusted, timeout: proxyTimeout ?? DEFAULT_PROXY_TIMEOUT };
+}
+
+/**
+ * Refuses PROXY over TLS: `Deno.listenTls` starts each handshake itself, before the plain-text
+ * header that precedes it could be read.
+ *
+ * @example
+ * ```ts
+ * import { checkProxyWithTls } from "./_policy.ts";
+ * checkProxyWithTls(undefined, true); // plain TCP: fine
+ * ```
+ *
+ * @param tls The TLS options, if any.
+ * @param proxyProtocol Whether the PROXY protocol is on.
+ * @throws {TypeError} Naming `proxyProtocol`, when both are given.
+ */
+export function checkProxyWithTls(tls: unknown, proxyProtocol: boolean): void {
+  if (tls === undefined || !proxyProtocol) return;
+  throw optionTypeError(
+    "proxyProtocol",
+    "proxyProtocol cannot be used with tls: Deno's TLS listener starts the handshake before " +
+      "the PROXY header could be read (terminate TLS at the balancer instead)",
+  );
 }
 
 /** Decides, per datagram, whether it is answered: loop guard, then allow-list, then rate. */
@@ -138,7 +211,7 @@ export class DatagramPolicy {
    * @param port The source port.
    * @returns Why it is refused, or undefined to answer it.
    */
-  check(hostname: string, port: number): RejectReason | undefined {
+  check(hostname: string, port: number): Exclude<RejectReason, "limit" | "proxy"> | undefined {
     if (this.#guard) {
       this.detail = this.#guard.check(hostname, port);
       if (this.detail) return "guard";

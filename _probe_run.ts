@@ -38,6 +38,8 @@ export interface Settings {
   tls: TlsClientOptions | undefined;
   /** TCP lanes connect to this Unix socket path. */
   unix: string | undefined;
+  /** TCP lanes start with a PROXY header of this version. */
+  proxyHeader: 1 | 2 | undefined;
 }
 
 /** A growable ring of numbers (power-of-two capacity); no allocation once it has grown. */

@@ -15,6 +15,7 @@ import {
 } from "./errors.ts";
 import { Buffer } from "node:buffer";
 import { startTlsClient } from "./_tls_client.ts";
+import { proxyHeaderFor } from "./proxy_protocol.ts";
 import { type LaneTotals, type ProbeLane, type ProbeRun, QueuedLane, Ring } from "./_probe_run.ts";
 
 /** The payload pattern of TCP requests repeats every PERIOD bytes (a prime, so it never aligns). */
@@ -163,16 +164,34 @@ export class TcpLane extends QueuedLane {
     return true;
   }
 
-  /** Connects over TCP (TCP_NODELAY on), TLS (handshake done) or a Unix socket. */
+  /**
+   * Connects over TCP (TCP_NODELAY on), TLS (handshake done) or a Unix socket, with the PROXY
+   * header first when asked (before TLS, as a balancer sends it; never measured).
+   */
   async #dial(signal: AbortSignal): Promise<Deno.Conn> {
     const s = this.run.s;
-    if (s.unix !== undefined) return await Deno.connect({ transport: "unix", path: s.unix });
+    const header = async (conn: Deno.Conn) => {
+      if (s.proxyHeader === undefined) return;
+      const bytes = proxyHeaderFor(conn, s.proxyHeader);
+      try {
+        for (let n = 0; n < bytes.length;) n += await conn.write(bytes.subarray(n));
+      } catch (error) {
+        conn.close();
+        throw error;
+      }
+    };
+    if (s.unix !== undefined) {
+      const unix = await Deno.connect({ transport: "unix", path: s.unix });
+      await header(unix);
+      return unix;
+    }
     const tcp = await Deno.connect({ hostname: s.hostname, port: s.port, signal });
     try {
       tcp.setNoDelay(true);
     } catch {
       // not fatal: latency may suffer from Nagle's algorithm
     }
+    await header(tcp);
     if (s.tls === undefined) return tcp;
     return await startTlsClient(tcp, {
       hostname: s.tls.servername ?? s.hostname,

@@ -117,6 +117,11 @@ export interface ProbeOptions {
    * (which must then be left out). Not with `tls`.
    */
   unix?: string;
+  /**
+   * TCP only: start each connection with a PROXY protocol header of this version (1 or 2),
+   * naming the connection's own ends, to measure a PROXY-aware server directly. Default: none.
+   */
+  proxyHeader?: 1 | 2;
 }
 
 /**

@@ -125,8 +125,12 @@ console.log(summary({ ...createStats(), sessionsTotal: 1 }, "Unix")); // "1 Unix
  * @returns The line.
  */
 export function summary(stats: EchoStats, sessions = "TCP"): string {
-  const dropped = Object.entries(stats.dropped).filter(([, n]) => n > 0)
-    .map(([reason, n]) => `${reason} ${n}`);
+  const dropped = [
+    ...Object.entries(stats.dropped),
+    ...Object.entries(stats.proxyRefused ?? {}).map(([reason, n]) =>
+      [`proxy ${reason}`, n] as const
+    ),
+  ].filter(([, n]) => n > 0).map(([reason, n]) => `${reason} ${n}`);
   const counters = stats.impairment;
   const impaired = counters
     ? (["dropped", "duplicated", "reordered", "delayed", "overflow"] as const)

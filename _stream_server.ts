@@ -3,6 +3,8 @@
  * sockets): read into a buffer, write it all back, repeat until the peer closes. The accept policy
  * (allow-list, connection cap) and the session limits (idle, bytes, time) come from _policy.ts;
  * TCP shaping (delay, bandwidth) switches a session to a delay line that keeps reading ahead.
+ * With the PROXY protocol on, a session starts by reading its header (#proxyHeader): the client
+ * it names is the session's address for the allow-list, the hooks and the counters.
  *
  * @module
  */
@@ -12,8 +14,14 @@ import { TcpShaper } from "./impair.ts";
 import { readTurns as turns } from "./_read_turns.ts";
 import type { CloseReason, EchoServer, EchoServerOptions, ListenInfo } from "./types.ts";
 import { DEFAULT_GRACE_PERIOD } from "./types.ts";
-import type { EchoStats } from "./stats.ts";
-import { createStats } from "./stats.ts";
+import { proxiedAddress, ProxyProtocolError, readProxyHeader } from "./proxy_protocol.ts";
+import type { EchoStats, TransportCounters } from "./stats.ts";
+import {
+  countProxyRefusal,
+  createStats,
+  recordSessionDuration,
+  transportCounters,
+} from "./stats.ts";
 
 /** First read buffer of a session: small, so 1,000 idle sessions hold 1 MiB of buffers. */
 const INITIAL_BUFFER = 1024;
@@ -116,6 +124,12 @@ class StreamServer implements EchoServer {
   #ids?: Int32Array;
   #shared?: Int32Array;
   #refed = true;
+  /** This listener's share of the counters (`tcp`, `tls` or `unix`). */
+  #counters: TransportCounters;
+  /** Connections still waiting for their PROXY header (not sessions yet). */
+  #awaiting = new Set<Deno.Conn>();
+  /** Aborted on shutdown: connections waiting for a header are closed. */
+  #headerAbort = new AbortController();
 
   constructor(
     listener: Deno.Listener | readonly Deno.Listener[],
@@ -131,6 +145,10 @@ class StreamServer implements EchoServer {
     this.#options = options;
     this.stats = options.stats ?? createStats();
     this.addr = this.#listeners[0].addr as Deno.NetAddr;
+    this.#counters = transportCounters(
+      this.stats,
+      info.secure ? "tls" : this.#listeners[0].addr.transport === "unix" ? "unix" : "tcp",
+    );
     const shaper = this.#policy.shaper;
     this.listeners = [{
       transport: "tcp",
@@ -167,6 +185,7 @@ class StreamServer implements EchoServer {
           // A client that reset while still queued (Deno's accept then fails with ENOTCONN): it
           // concerns that client only, but it is a connection that ended in an error, so count it.
           this.stats.errors++;
+          this.#counters.errors++;
           continue;
         }
         reportError(this.#options, "accept failed", error, this.#where());
@@ -175,7 +194,9 @@ class StreamServer implements EchoServer {
       }
       const remote = conn.remoteAddr as Deno.NetAddr;
       let refused: "acl" | "limit" | undefined;
-      if (acl && remote.hostname !== undefined && !acl.matches(remote.hostname)) {
+      // Behind a balancer the allow-list applies to the header's client (#proxyHeader).
+      const checkAcl = acl && !this.#policy.proxy;
+      if (checkAcl && remote.hostname !== undefined && !acl.matches(remote.hostname)) {
         refused = "acl";
       } else if (this.#shared) {
         // The cap counts the sessions of every thread; a session counted here is uncounted when
@@ -184,23 +205,11 @@ class StreamServer implements EchoServer {
           Atomics.sub(this.#shared, 0, 1);
           refused = "limit";
         }
-      } else if (this.#sessions.size >= maxConnections) {
+      } else if (this.#sessions.size + this.#awaiting.size >= maxConnections) {
         refused = "limit";
       }
       if (refused) {
-        this.stats.dropped[refused]++;
-        try {
-          conn.close();
-        } catch {
-          // already gone
-        }
-        if (this.#options.onReject) {
-          callHook(this.#options, this.#options.onReject, {
-            transport: "tcp",
-            remoteAddr: remote,
-            reason: refused,
-          });
-        }
+        this.#refuse(conn, remote, refused);
         continue;
       }
       if (this.#options.once) this.#stopAccepting();
@@ -210,15 +219,100 @@ class StreamServer implements EchoServer {
     this.#maybeFinish();
   }
 
+  /** Closes a connection a policy refused, counting it and telling `onReject`. */
+  #refuse(
+    conn: Deno.Conn,
+    remoteAddr: Deno.NetAddr,
+    reason: "acl" | "limit" | "proxy",
+    detail?: string,
+  ): void {
+    if (reason !== "proxy") this.stats.dropped[reason]++;
+    try {
+      conn.close();
+    } catch {
+      // already gone
+    }
+    if (this.#options.onReject) {
+      callHook(this.#options, this.#options.onReject, {
+        transport: "tcp",
+        remoteAddr,
+        reason,
+        ...(detail ? { detail } : {}),
+      });
+    }
+  }
+
+  /**
+   * Reads a connection's PROXY header (bounded in time and size, trusted peers only) and checks
+   * the client it names against the allow-list. Returns that client and the bytes that came
+   * with the header, or undefined when the connection was refused (and closed).
+   */
+  async #proxyHeader(
+    conn: Deno.Conn,
+  ): Promise<{ remoteAddr: Deno.NetAddr; first: Uint8Array } | undefined> {
+    const proxy = this.#policy.proxy!;
+    const peer = conn.remoteAddr as Deno.NetAddr;
+    this.#awaiting.add(conn);
+    if (!this.#refed) conn.unref();
+    try {
+      const { header, rest } = await readProxyHeader(conn, {
+        timeout: proxy.timeout,
+        trusted: proxy.trusted,
+        signal: this.#headerAbort.signal,
+      });
+      const remoteAddr = proxiedAddress(peer, header) as Deno.NetAddr;
+      const acl = this.#policy.acl;
+      if (acl && remoteAddr.hostname !== undefined && !acl.matches(remoteAddr.hostname)) {
+        this.#refuse(conn, remoteAddr, "acl");
+        return undefined;
+      }
+      return { remoteAddr, first: rest };
+    } catch (error) {
+      if (error instanceof ProxyProtocolError) {
+        countProxyRefusal(this.stats, error.reason);
+        this.#refuse(conn, peer, "proxy", error.reason);
+      } else {
+        this.stats.errors++;
+        this.#counters.errors++;
+        reportError(this.#options, "PROXY header read failed", error, {
+          ...peer,
+          transport: "tcp",
+        });
+        try {
+          conn.close();
+        } catch {
+          // already closed
+        }
+      }
+      return undefined;
+    } finally {
+      this.#awaiting.delete(conn);
+    }
+  }
+
   async #session(conn: Deno.Conn, id: number): Promise<void> {
     const options = this.#options;
     const stats = this.stats;
-    const remoteAddr = conn.remoteAddr as Deno.NetAddr;
+    const counters = this.#counters;
+    let remoteAddr = conn.remoteAddr as Deno.NetAddr;
+    /** Client bytes that came with the PROXY header: echoed first. */
+    let first: Uint8Array | undefined;
+    if (this.#policy.proxy) {
+      const proxied = await this.#proxyHeader(conn);
+      if (!proxied) {
+        if (this.#shared) Atomics.sub(this.#shared, 0, 1);
+        this.#maybeFinish();
+        return;
+      }
+      ({ remoteAddr, first } = proxied);
+    }
     const now = performance.now();
     const session: Session = { conn, reads: 0, seenReads: 0, lastActive: now, started: now };
     this.#sessions.add(session);
     stats.sessionsOpen++;
     stats.sessionsTotal++;
+    counters.sessionsOpen++;
+    counters.sessionsTotal++;
     turns.enter();
     if (!this.#refed) conn.unref();
     let bytes = 0;
@@ -232,8 +326,25 @@ class StreamServer implements EchoServer {
           localAddr: conn.localAddr as Deno.NetAddr,
         });
       }
-      if (this.#policy.shaper) {
-        bytes = await this.#shapedEcho(session, id);
+      if (first?.length) {
+        const cap = this.#policy.maxSessionBytes ?? Infinity;
+        const data = first.length > cap ? first.subarray(0, cap) : first;
+        session.reads++;
+        stats.bytesIn += data.length;
+        counters.bytesIn += data.length;
+        if (options.onData) callHook(options, options.onData, { id, remoteAddr, data });
+        for (let written = 0; written < data.length;) {
+          written += await conn.write(data.subarray(written));
+        }
+        stats.bytesOut += data.length;
+        counters.bytesOut += data.length;
+        bytes += data.length;
+        if (bytes >= cap) reason = session.closedBy = "limit";
+      }
+      if (session.closedBy) {
+        // the bytes that came with the PROXY header reached the byte cap
+      } else if (this.#policy.shaper) {
+        bytes += await this.#shapedEcho(session, id, remoteAddr, bytes);
         if (session.closedBy) reason = session.closedBy;
       } else {
         const maxBytes = this.#policy.maxSessionBytes ?? Infinity;
@@ -256,11 +367,13 @@ class StreamServer implements EchoServer {
           if (n === null) break;
           session.reads++;
           stats.bytesIn += n;
+          counters.bytesIn += n;
           if (n !== view.length) view = buffer.subarray(0, n);
           if (options.onData) callHook(options, options.onData, { id, remoteAddr, data: view });
           let written = await conn.write(view);
           while (written < n) written += await conn.write(buffer.subarray(written, n));
           stats.bytesOut += n;
+          counters.bytesOut += n;
           bytes += n;
           if (bytes >= maxBytes) {
             reason = session.closedBy = "limit";
@@ -298,14 +411,17 @@ class StreamServer implements EchoServer {
       } else if (isPeerGone(error)) {
         reason = "reset";
         stats.errors++;
+        counters.errors++;
       } else {
         reason = "error";
         stats.errors++;
+        counters.errors++;
         reportError(options, "session failed", error, { ...remoteAddr, transport: "tcp" });
       }
     } finally {
       this.#sessions.delete(session);
       stats.sessionsOpen--;
+      counters.sessionsOpen--;
       turns.leave();
       if (this.#shared) Atomics.sub(this.#shared, 0, 1);
       if (reason === "idle") stats.dropped.idle++;
@@ -314,8 +430,9 @@ class StreamServer implements EchoServer {
       } catch {
         // already closed by the server
       }
+      const duration = performance.now() - session.started;
+      recordSessionDuration(stats, duration);
       if (options.onClose) {
-        const duration = performance.now() - session.started;
         callHook(options, options.onClose, { id, remoteAddr, bytes, duration, reason });
       }
       this.#maybeFinish();
@@ -327,12 +444,19 @@ class StreamServer implements EchoServer {
    * other writes each chunk at the time the shaper gives it, so delay adds latency without
    * cutting throughput, and bandwidth paces the echo.
    */
-  async #shapedEcho(session: Session, id: number): Promise<number> {
+  async #shapedEcho(
+    session: Session,
+    id: number,
+    remoteAddr: Deno.NetAddr,
+    echoed: number,
+  ): Promise<number> {
     const { conn } = session;
     const options = this.#options;
     const stats = this.stats;
+    const counters = this.#counters;
     const shaper = new TcpShaper(this.#policy.shaper!);
-    const maxBytes = this.#policy.maxSessionBytes ?? Infinity;
+    // `echoed`: bytes already echoed (those that came with a PROXY header) count towards the cap.
+    const maxBytes = (this.#policy.maxSessionBytes ?? Infinity) - echoed;
     const queue: { data: Uint8Array; at: number }[] = [];
     let queued = 0;
     let ended = false;
@@ -357,14 +481,9 @@ class StreamServer implements EchoServer {
           read += n;
           session.reads++;
           stats.bytesIn += n;
+          counters.bytesIn += n;
           const data = buffer.subarray(0, n);
-          if (options.onData) {
-            callHook(options, options.onData, {
-              id,
-              remoteAddr: conn.remoteAddr as Deno.NetAddr,
-              data,
-            });
-          }
+          if (options.onData) callHook(options, options.onData, { id, remoteAddr, data });
           queue.push({ data, at: shaper.sendTime(performance.now(), n) });
           queued += n;
           wakeWriter?.();
@@ -412,6 +531,7 @@ class StreamServer implements EchoServer {
         queued -= next.data.length;
         wakeReader?.();
         stats.bytesOut += next.data.length;
+        counters.bytesOut += next.data.length;
         bytes += next.data.length;
         if (bytes >= maxBytes) {
           session.closedBy = "limit";
@@ -483,6 +603,7 @@ class StreamServer implements EchoServer {
 
   #maybeFinish(): void {
     if (this.#accepting || this.#acceptLoops > 0 || this.#sessions.size > 0) return;
+    if (this.#awaiting.size > 0) return;
     clearTimeout(this.#graceTimer);
     clearInterval(this.#sweeper);
     this.#resolve();
@@ -492,6 +613,7 @@ class StreamServer implements EchoServer {
     if (!this.#shuttingDown) {
       this.#shuttingDown = true;
       this.#stopAccepting();
+      this.#headerAbort.abort(); // connections still waiting for a PROXY header are closed
       if (this.#sessions.size > 0) {
         this.#graceTimer = setTimeout(() => {
           for (const session of this.#sessions) {
@@ -513,6 +635,7 @@ class StreamServer implements EchoServer {
     this.#refed = true;
     if (this.#sweeper !== undefined) Deno.refTimer(this.#sweeper as unknown as number);
     for (const listener of this.#listeners) listener.ref();
+    for (const conn of this.#awaiting) conn.ref();
     for (const session of this.#sessions) {
       session.conn.ref();
       if (session.timer !== undefined) Deno.refTimer(session.timer);
@@ -523,6 +646,7 @@ class StreamServer implements EchoServer {
     this.#refed = false;
     if (this.#sweeper !== undefined) Deno.unrefTimer(this.#sweeper as unknown as number);
     for (const listener of this.#listeners) listener.unref();
+    for (const conn of this.#awaiting) conn.unref();
     for (const session of this.#sessions) {
       session.conn.unref();
       if (session.timer !== undefined) Deno.unrefTimer(session.timer);

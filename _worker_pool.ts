@@ -23,7 +23,7 @@ import type {
 } from "./types.ts";
 import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./types.ts";
 import type { DropCounters, EchoStats } from "./stats.ts";
-import { createStats } from "./stats.ts";
+import { createStats, sumStats } from "./stats.ts";
 import { serveUdpEcho } from "./udp.ts";
 
 /** A message from the main thread to a worker. */
@@ -319,6 +319,12 @@ function totalStats(own: EchoStats, threads: readonly WorkerThread[]): EchoStats
     });
   }
   Object.defineProperty(total, "impairment", { enumerable: true, get: () => own.impairment });
+  // The split by transport, the session-duration histogram and the PROXY refusals: summed at
+  // each read (a /metrics scrape), from the main thread's counters and each worker's last report.
+  const sum = () => sumStats([own, ...threads.flatMap((t) => t.stats ? [t.stats] : [])]);
+  for (const key of ["transports", "sessionDuration", "proxyRefused"] as const) {
+    Object.defineProperty(total, key, { enumerable: true, get: () => sum()[key] });
+  }
   return total;
 }
 

@@ -185,6 +185,10 @@ const SPEC: CliSpec = {
       "ws": `send one WebSocket text message (default port ${DEFAULT_WS_PORT}; wss: with --tls)`,
       "url URL": "the WebSocket echo's ws:// or wss:// URL (implies --ws; not with --host/--port)",
     }),
+    ...flagTable("Load balancers", {
+      "proxy-header v1|v2":
+        "TCP: start each connection with a PROXY header naming it (echo, --stdin, ping, bench)",
+    }),
     ...flagTable(undefined, {
       "help -h": "show this help",
       "version -V": "show the version",
@@ -289,7 +293,10 @@ async function main(): Promise<number> {
       throw new UsageError(`--${flag} applies to ping and bench modes (add --ping or --bench)`);
     }
   }
-  const target = await streamTarget(values, udp, hostname, port);
+  const target: TcpClientOptions = {
+    ...await streamTarget(values, udp, hostname, port),
+    ...proxyHeaderFlag(values, udp),
+  };
   const transport = udp ? "udp" : target.unix !== undefined ? "unix" : target.tls ? "tls" : "tcp";
   const explain = (error: unknown) =>
     target.unix === undefined ? error : unixPermissionError(error, target.unix);
@@ -331,6 +338,17 @@ async function main(): Promise<number> {
     }
     throw error;
   }
+}
+
+/** `--proxy-header v1|v2` -> the `proxyHeader` option (TCP, TLS and Unix streams). */
+function proxyHeaderFlag(values: FlagValues, udp: boolean): Pick<TcpClientOptions, "proxyHeader"> {
+  const text = values["proxy-header"] as string | undefined;
+  if (text === undefined) return {};
+  if (udp) throw new UsageError("--udp and --proxy-header conflict: the header is for streams");
+  if (text !== "v1" && text !== "v2") {
+    throw new UsageError(`--proxy-header must be v1 or v2, got "${text}"`);
+  }
+  return { proxyHeader: text === "v1" ? 1 : 2 };
 }
 
 /**
@@ -698,6 +716,7 @@ async function measure(
     stream,
     timeout,
     reportInterval: reportEvery ?? (hdrLogPath !== undefined ? 1000 : undefined),
+    ...proxyHeaderFlag(values, udp),
   };
   try {
     validateProbeOptions(options);

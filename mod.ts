@@ -17,6 +17,9 @@
  *   loss, late replies, duplicates, reordering and jitter, against any echo server.
  * - Policies for exposed servers (allow-list, connection cap, idle timeout, UDP loop guard and rate
  *   limit) and an impairment mode (UDP loss, duplication, reordering, delay) are server options.
+ * - Behind a load balancer: `proxyProtocol` reads a PROXY v1/v2 header ({@linkcode readProxyHeader})
+ *   on every stream connection and takes its client as the client; {@linkcode serveMetrics} serves
+ *   the counters as Prometheus `/metrics` and a `/healthz` that turns 503 while draining.
  *
  * @example
  * ```ts
@@ -43,6 +46,7 @@ export * from "./probe.ts";
 export * from "./proxy_protocol.ts";
 export * from "./probe_result.ts";
 export * from "./probe_workers.ts";
+export * from "./proxy_protocol.ts";
 export * from "./sequence.ts";
 export * from "./serve.ts";
 export * from "./stats.ts";

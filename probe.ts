@@ -118,6 +118,13 @@ function settingsOf(options: ProbeOptions): Settings {
     }
     if (udp) throw new TypeError("tls is TCP only");
   }
+  const proxyHeader = options.proxyHeader;
+  if (proxyHeader !== undefined) {
+    if (proxyHeader !== 1 && proxyHeader !== 2) {
+      throw new RangeError(`proxyHeader must be 1 or 2, got ${proxyHeader}`);
+    }
+    if (udp) throw new TypeError("proxyHeader is for TCP (streams) only");
+  }
   if (options.reportInterval !== undefined && !isPositiveFinite(options.reportInterval)) {
     throw new RangeError(
       `reportInterval must be a finite number above 0, got ${options.reportInterval}`,
@@ -182,6 +189,7 @@ function settingsOf(options: ProbeOptions): Settings {
     reportInterval: options.onInterval ? options.reportInterval ?? 1000 : 0,
     tls,
     unix,
+    proxyHeader,
   };
 }
 

@@ -8,6 +8,7 @@
  * deno run --allow-net --allow-read server.ts --tls-cert FILE --tls-key FILE [options]
  * deno run --allow-read --allow-write --allow-net server.ts --unix PATH [options]
  * deno run --allow-net server.ts --ws 8080 [options]   # and open http://127.0.0.1:8080/
+ * deno run --allow-net server.ts --tcp --proxy-protocol --metrics 127.0.0.1:9101 --drain 5s
  * ```
  *
  * @module
@@ -39,6 +40,7 @@ import {
   DEFAULT_GRACE_PERIOD,
   type EchoAddr,
   type EchoImpairOptions,
+  type EchoServer,
   type ServeEchoOptions,
   type TlsServerOptions,
 } from "./types.ts";
@@ -47,8 +49,17 @@ import { formatDuration } from "./duration.ts";
 import { ServerReport } from "./_server_report.ts";
 import { onShutdownSignals } from "./_cli_signals.ts";
 import { DEFAULT_WS_MAX_MESSAGE, WS_MAX_MESSAGE_LIMIT } from "./ws.ts";
+import {
+  HealthState,
+  type HostPort,
+  type MetricsServer,
+  parseHostPort,
+  serveMetrics,
+} from "./metrics.ts";
+import { formatAddress } from "./errors.ts";
 
 const TRANSPORTS = "Transports (TCP only: no UDP with these)";
+const BALANCERS = "Load balancers";
 const IMPAIR = "Impairment (UDP; on TCP only --delay and --bandwidth: the kernel retransmits)";
 
 const SPEC: CliSpec = {
@@ -107,6 +118,17 @@ const SPEC: CliSpec = {
       "no-loop-guard":
         "answer UDP from port 0, echo/chargen/... ports, broadcast and multicast too",
     }),
+    ...flagTable(BALANCERS, {
+      "proxy-protocol":
+        "every TCP connection starts with a PROXY v1/v2 header (HAProxy, nginx); its client is the client",
+      "proxy-from CIDR ...":
+        "balancers allowed to send the header (repeatable; default: loopback peers only)",
+      "proxy-timeout DURATION": "time allowed for the whole PROXY header (default 5s)",
+      "metrics HOST:PORT":
+        "serve GET /metrics (Prometheus) and /healthz on HOST:PORT (a bare PORT binds 127.0.0.1)",
+      "drain DURATION":
+        "on SIGTERM/SIGINT: /healthz answers 503 at once, keep serving DURATION, then shut down",
+    }),
     ...flagTable(IMPAIR, {
       "loss P": "drop each UDP reply with probability P (0..1)",
       "duplicate P": "send a UDP reply twice with probability P",
@@ -161,6 +183,12 @@ const SPEC: CliSpec = {
     "GET /, a page with an echo console, a ping chart and a live feed of every transport's events.\n" +
     "The feed shows clients' addresses and payloads, so only loopback viewers get it unless\n" +
     "--ws-events-from says otherwise. --allow, --max-connections and --idle-timeout apply to it too.",
+    "--proxy-protocol: behind HAProxy (send-proxy / send-proxy-v2) or nginx stream (proxy_protocol\n" +
+    "on) the header's client is used for event lines, --allow, limits and counters; a missing,\n" +
+    "malformed, slow or untrusted header closes the connection (refused ...: proxy (REASON)). Not\n" +
+    "with --tls-cert: Deno's TLS listener starts the handshake before the header could be read.\n" +
+    "--metrics serves the counters for Prometheus and /healthz for the balancer's checks; with\n" +
+    "--drain, a shutdown signal turns /healthz to 503 first, so the balancer takes the instance out.",
     "--workers N accepts TCP on N threads sharing the port (Linux, unstable net, and --allow-read\n" +
     "for the workers' module); UDP stays on the main thread; --max-connections and the counters\n" +
     "are totals over every thread.",
@@ -222,6 +250,7 @@ function options(values: FlagValues): ServeEchoOptions<EchoAddr> {
     loopGuard: values["no-loop-guard"] ? false : undefined,
     impair: Object.values(impair).some((v) => v !== undefined) ? impair : undefined,
     workers: text("workers") === undefined ? undefined : parseWorkers(text("workers")!),
+    ...proxyOptions(values, duration),
     ws: wsOptions(values, port),
   };
 }
@@ -259,6 +288,45 @@ function wsOptions(values: FlagValues, port: number): ServeEchoOptions["ws"] {
   };
 }
 
+/** `--proxy-protocol`, `--proxy-from` and `--proxy-timeout` -> the library's PROXY options. */
+function proxyOptions(
+  values: FlagValues,
+  duration: (name: string) => number | undefined,
+): Pick<ServeEchoOptions, "proxyProtocol" | "proxyFrom" | "proxyTimeout"> {
+  if (!values["proxy-protocol"]) {
+    for (const flag of ["proxy-from", "proxy-timeout"]) {
+      if (values[flag] !== undefined) throw new UsageError(`--${flag} needs --proxy-protocol`);
+    }
+    return {};
+  }
+  if (values.udp) {
+    throw new UsageError("--udp and --proxy-protocol conflict: the PROXY header is for streams");
+  }
+  const timeout = duration("proxy-timeout");
+  if (timeout === 0) throw new UsageError("--proxy-timeout must be above 0");
+  return {
+    proxyProtocol: true,
+    proxyFrom: values["proxy-from"] as string[] | undefined,
+    proxyTimeout: timeout,
+  };
+}
+
+/** `--metrics HOST:PORT` and `--drain DURATION`. */
+function balancerFlags(values: FlagValues): { metrics?: HostPort; drain?: number } {
+  const metricsText = values.metrics as string | undefined;
+  let metrics: HostPort | undefined;
+  if (metricsText !== undefined) {
+    try {
+      metrics = parseHostPort(metricsText);
+    } catch (error) {
+      throw new UsageError(`--metrics: ${(error as Error).message}`);
+    }
+  }
+  const drainText = values.drain as string | undefined;
+  const drain = drainText === undefined ? undefined : parseDurationFlag(drainText, "--drain");
+  return { metrics, drain };
+}
+
 /** `--workers N` or `auto` (one thread per core). */
 function parseWorkers(text: string): number {
   if (text.trim() === "auto") return Math.max(1, navigator.hardwareConcurrency || 1);
@@ -284,6 +352,12 @@ async function transportOptions(
   if (values.udp && tls) throw new UsageError("--udp and --tls-cert conflict: TLS serves TCP only");
   if (values.udp && unix !== undefined) {
     throw new UsageError("--udp and --unix conflict: a Unix socket serves streams only");
+  }
+  if (tls && values["proxy-protocol"]) {
+    throw new UsageError(
+      "--proxy-protocol and --tls-cert conflict: Deno's TLS listener starts the handshake before " +
+        "the PROXY header could be read (terminate TLS at the balancer instead)",
+    );
   }
   if (tls && unix !== undefined) {
     throw new UsageError("--tls-cert and --unix conflict: TLS is served over TCP only");
@@ -345,6 +419,7 @@ async function main(): Promise<number> {
   if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const serveOptions = options(values);
   await transportOptions(values, serveOptions);
+  const balancer = balancerFlags(values);
   const report = new ServerReport({
     json: Boolean(values.json),
     quiet: Boolean(values.quiet),
@@ -366,16 +441,30 @@ async function main(): Promise<number> {
   const check = validate(full);
   // Ctrl-C and SIGTERM shut down gracefully; a second one (not the same Ctrl-C forwarded by a
   // task runner) exits at once.
+  const health = new HealthState();
+  let server: EchoServer<EchoAddr> | undefined;
+  const shutdown = () => {
+    const open = (server?.stats ?? stats).sessionsOpen;
+    if (open > 0) {
+      report.notice(
+        `shutting down: ${countOf(open, "open session")} ${open === 1 ? "has" : "have"} ` +
+          `${formatDuration(DEFAULT_GRACE_PERIOD)} to finish (Ctrl-C again to exit now)`,
+      );
+    }
+    controller.abort();
+  };
   onShutdownSignals({
     graceful: () => {
-      const open = stats.sessionsOpen;
-      if (open > 0) {
+      if (balancer.drain) {
         report.notice(
-          `shutting down: ${countOf(open, "open session")} ${open === 1 ? "has" : "have"} ` +
-            `${formatDuration(DEFAULT_GRACE_PERIOD)} to finish (Ctrl-C again to exit now)`,
+          `draining: /healthz answers 503; still serving for ${formatDuration(balancer.drain)}, ` +
+            "then shutting down (Ctrl-C again to exit now)",
         );
+        void health.drainFor(balancer.drain, { signal: controller.signal }).then(shutdown);
+        return;
       }
-      controller.abort();
+      health.drain();
+      shutdown();
     },
     immediate: () => Deno.exit(EXIT_FAILURE),
   });
@@ -399,10 +488,26 @@ async function main(): Promise<number> {
   } catch {
     // no SIGUSR2 on Windows
   }
-  let server;
+  let metrics: MetricsServer | undefined;
+  if (balancer.metrics) {
+    // Bound before the echo service, so a taken port fails the start before anyone is served.
+    metrics = serveMetrics({
+      ...balancer.metrics,
+      stats: () => server?.stats ?? stats,
+      health,
+      transports: transport === "unix" ? ["unix"] : transport === "udp" ? ["udp"] : [
+        ...(full.tls ? ["tls" as const] : ["tcp" as const]),
+        ...(transport === "both" ? ["udp" as const] : []),
+      ],
+    });
+    report.notice(
+      `metrics on http://${formatAddress(metrics.addr)}/metrics, health on /healthz`,
+    );
+  }
   try {
     server = await serveEcho<EchoAddr>(full);
   } catch (error) {
+    await metrics?.shutdown();
     if (path !== undefined) throw unixPermissionError(error, path);
     if (full.tls && error instanceof TypeError) {
       throw new UsageError(`--tls-cert/--tls-key: ${error.message}`);
@@ -410,6 +515,7 @@ async function main(): Promise<number> {
     throw error;
   }
   await server.finished;
+  await metrics?.shutdown();
   try {
     Deno.removeSignalListener("SIGUSR2", onStatsSignal);
   } catch {

@@ -22,7 +22,7 @@ import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./types.ts";
 import { serveStreamListener } from "./_stream_server.ts";
 import { listenTcp } from "./_tcp_listen.ts";
 import { startTlsClient } from "./_tls_client.ts";
-import { policyOf } from "./_policy.ts";
+import { checkProxyWithTls, policyOf } from "./_policy.ts";
 import {
   firstDifference,
   isTlsMaterialError,
@@ -31,6 +31,7 @@ import {
   toBytes,
 } from "./_util.ts";
 import { connectAnyAddress } from "./_tcp_connect.ts";
+import { proxyHeaderFor } from "./proxy_protocol.ts";
 
 /**
  * Starts a TCP echo server (RFC 862): every byte is echoed, in order, until the client closes; when
@@ -70,6 +71,7 @@ export function serveTcpEcho(options: TcpEchoOptions = {}): EchoServer {
   if (tls !== undefined && (typeof tls.cert !== "string" || typeof tls.key !== "string")) {
     throw new TypeError("tls needs cert and key as PEM text (strings), not file names or bytes");
   }
+  checkProxyWithTls(tls, policy.stream.proxy !== undefined);
   let listener: Deno.Listener | Deno.Listener[];
   try {
     // Plain TCP binds two listeners sharing the port where it can: two accept queues (_tcp_listen.ts).
@@ -120,6 +122,12 @@ export interface TcpClientOptions extends EchoClientOptions {
    * the path. Not with `tls`.
    */
   unix?: string;
+  /**
+   * Start the connection with a PROXY protocol header of this version (1: text, 2: binary), as a
+   * balancer would, naming this connection's own ends (a Unix socket sends `LOCAL`): for testing
+   * PROXY-aware servers. It is sent before TLS and never expected back. Default: none.
+   */
+  proxyHeader?: 1 | 2;
 }
 
 /** The outcome of one echoed message. */
@@ -365,9 +373,14 @@ async function connectStream(
   signal: AbortSignal,
   timeout: number,
 ): Promise<Deno.Conn> {
-  if (address.transport === "unix") return await connectUnix(address);
+  if (address.transport === "unix") {
+    const unix = await connectUnix(address);
+    if (options.proxyHeader) await sendProxyHeader(unix, options.proxyHeader, address);
+    return unix;
+  }
   const tcp = await connectTcp(address, signal, timeout);
   tcp.setNoDelay(true);
+  if (options.proxyHeader) await sendProxyHeader(tcp, options.proxyHeader, address);
   if (!options.tls) return tcp;
   const where = describeTarget(address, options);
   try {
@@ -388,6 +401,32 @@ async function connectStream(
       address,
       cause: error,
     });
+  }
+}
+
+/** Writes a PROXY header naming the connection's own ends (`LOCAL` on a Unix socket). */
+async function sendProxyHeader(
+  conn: Deno.Conn,
+  version: 1 | 2,
+  address: EchoAddress,
+): Promise<void> {
+  let header: Uint8Array;
+  try {
+    header = proxyHeaderFor(conn, version);
+  } catch (error) {
+    conn.close();
+    throw error;
+  }
+  try {
+    await writeAll(conn, header);
+  } catch (error) {
+    conn.close();
+    throw new EchoConnectionError(
+      `${describeTarget(address, {})}: sending the PROXY header failed: ${
+        describeNetworkError(error)
+      }`,
+      { address, cause: error },
+    );
   }
 }
 

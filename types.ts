@@ -88,8 +88,11 @@ export interface DataInfo<A extends EchoAddr = Deno.NetAddr> {
 /** Why a stream session ended. */
 export type CloseReason = "eof" | "reset" | "shutdown" | "error" | "idle" | "limit";
 
-/** Why a connection or datagram was refused. */
-export type RejectReason = "limit" | "acl" | "guard" | "rate";
+/**
+ * Why a connection or datagram was refused: `proxy` is a connection closed for its PROXY
+ * header (missing, malformed, too slow, from an untrusted peer; `detail` says which).
+ */
+export type RejectReason = "limit" | "acl" | "guard" | "rate" | "proxy";
 
 /** A connection closed at once, or a datagram left unanswered, by a policy. */
 export interface RejectInfo<A extends EchoAddr = Deno.NetAddr> {
@@ -99,7 +102,10 @@ export interface RejectInfo<A extends EchoAddr = Deno.NetAddr> {
   remoteAddr: A;
   /** Which policy refused it. */
   reason: RejectReason;
-  /** For the loop guard: the detail (`blocked-port`, `port-zero`, `broadcast`, ...). */
+  /**
+   * For the loop guard: the detail (`blocked-port`, `port-zero`, `broadcast`, ...); for `proxy`:
+   * the PROXY refusal reason (`malformed`, `timeout`, `untrusted`, ...).
+   */
   detail?: string;
 }
 
@@ -410,6 +416,26 @@ export interface EchoServerOptions<A extends EchoAddr = Deno.NetAddr> extends Ec
    * `bandwidth` in bytes/s; loss does not exist there, the kernel retransmits). Off by default.
    */
   impair?: EchoImpairOptions;
+  /**
+   * Stream listeners (TCP, Unix) expect the PROXY protocol (v1 or v2, HAProxy's spec): every
+   * connection must start with a header from a trusted balancer, and the client it names is the
+   * session's `remoteAddr` everywhere (hooks, `allow`, limits); a `LOCAL` header (a health
+   * check) keeps the socket's own peer. A missing, malformed, slow or untrusted header closes the
+   * connection, counted in `stats.proxyRefused` and reported to `onReject` as `proxy`. Not with
+   * `tls` (Deno's TLS listener starts the handshake before the header could be read). Default
+   * false.
+   */
+  proxyProtocol?: boolean;
+  /**
+   * With `proxyProtocol`: the balancers' addresses, as CIDR rules, allowed to send a header.
+   * Default: loopback peers only (a balancer on this host), so nobody off-host can forge a source.
+   */
+  proxyFrom?: readonly string[];
+  /**
+   * With `proxyProtocol`: time allowed for the whole header, in ms (a header dripped one byte a
+   * second fails). Default `DEFAULT_PROXY_TIMEOUT` (5000).
+   */
+  proxyTimeout?: number;
 }
 
 /** Impairment options: the UDP ones, plus `bandwidth` (bytes/s) which applies to TCP. */

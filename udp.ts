@@ -19,8 +19,8 @@ import { isImpairing, UdpImpairment } from "./impair.ts";
 import type { CidrList } from "./cidr.ts";
 import type { EchoServer, ListenInfo, UdpEchoOptions } from "./types.ts";
 import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./types.ts";
-import type { EchoStats } from "./stats.ts";
-import { createStats } from "./stats.ts";
+import type { EchoStats, TransportCounters } from "./stats.ts";
+import { createStats, transportCounters } from "./stats.ts";
 import type { EchoClientOptions, EchoResult } from "./tcp.ts";
 import { firstDifference, listenError, toBytes } from "./_util.ts";
 import type { UdpBackend } from "./_udp_backend.ts";
@@ -72,6 +72,8 @@ class UdpServer implements EchoServer {
   #policy: DatagramPolicy;
   #impairment?: UdpImpairment<Deno.NetAddr>;
   #sending: Promise<void>[] = [];
+  /** The `udp` share of the counters. */
+  #counters: TransportCounters;
   /** Set while `once` waits for the stage to send what it holds; called when nothing is held. */
   #drained?: () => void;
   #closed = false;
@@ -80,6 +82,7 @@ class UdpServer implements EchoServer {
     this.#backend = backend;
     this.#options = options;
     this.stats = options.stats ?? createStats();
+    this.#counters = transportCounters(this.stats, "udp");
     this.addr = backend.addr;
     this.#policy = new DatagramPolicy(options, backend.addr, acl);
     if (options.impair && isImpairing(options.impair)) {
@@ -113,6 +116,7 @@ class UdpServer implements EchoServer {
     const policy = this.#policy.active ? this.#policy : undefined;
     const impairment = this.#impairment;
     const buffer = new Uint8Array(RECEIVE_BUFFER_SIZE);
+    const counters = this.#counters;
     while (!this.#closed) {
       let datagram;
       try {
@@ -121,12 +125,15 @@ class UdpServer implements EchoServer {
         if (this.#closed || error instanceof Deno.errors.BadResource) break;
         // An ICMP error for an earlier reply may surface here; it concerns one peer only.
         stats.errors++;
+        this.#counters.errors++;
         reportError(options, "receive failed", error, this.#where());
         continue;
       }
       const { data, addr } = datagram;
       stats.datagramsIn++;
       stats.bytesIn += data.length;
+      counters.datagramsIn++;
+      counters.bytesIn += data.length;
       const refused = policy?.check(addr.hostname, addr.port);
       if (refused) {
         stats.dropped[refused]++;
@@ -172,9 +179,12 @@ class UdpServer implements EchoServer {
       await this.#backend.send(data, to);
       this.stats.datagramsOut++;
       this.stats.bytesOut += data.length;
+      this.#counters.datagramsOut++;
+      this.#counters.bytesOut += data.length;
     } catch (error) {
       if (this.#closed) return;
       this.stats.errors++;
+      this.#counters.errors++;
       reportError(this.#options, "send failed", error, { ...to, transport: "udp" });
     }
   }

@@ -43,8 +43,8 @@ import type {
   WsOptions,
 } from "./types.ts";
 import { DEFAULT_GRACE_PERIOD, DEFAULT_HOSTNAME } from "./types.ts";
-import type { EchoStats, WsCounters } from "./stats.ts";
-import { createStats } from "./stats.ts";
+import type { EchoStats, TransportCounters, WsCounters } from "./stats.ts";
+import { createStats, recordSessionDuration, transportCounters } from "./stats.ts";
 import type { TlsClientOptions } from "./tcp.ts";
 import {
   firstDifference,
@@ -228,6 +228,8 @@ class WsServer implements WsEchoServer {
   readonly #options: WsEchoOptions;
   readonly #errorHooks: { onError?: (error: EchoError) => void };
   readonly #ws: WsCounters;
+  /** The `ws` share of the per-transport counters (`/metrics` labels them). */
+  readonly #counters: TransportCounters;
   readonly #http: Deno.HttpServer<Deno.NetAddr>;
   readonly #acl?: CidrList;
   readonly #viewersFrom?: CidrList;
@@ -274,6 +276,7 @@ class WsServer implements WsEchoServer {
     this.#errorHooks = { onError: options.onError };
     this.stats = options.stats ?? createStats();
     this.#ws = this.stats.ws ??= createWsCounters();
+    this.#counters = transportCounters(this.stats, "ws");
     this.feed = options.feed === false ? undefined : options.feed ?? new EventFeed();
     if (this.feed && !this.feed.stats) this.feed.stats = this.stats;
     const hostname = options.hostname ?? DEFAULT_HOSTNAME;
@@ -410,6 +413,9 @@ class WsServer implements WsEchoServer {
     stats.sessionsTotal++;
     ws.sessionsOpen++;
     ws.sessionsTotal++;
+    const counters = this.#counters;
+    counters.sessionsOpen++;
+    counters.sessionsTotal++;
     socket.binaryType = "arraybuffer";
     const onMessage = this.#options.onMessage;
     socket.onopen = () => {
@@ -435,6 +441,8 @@ class WsServer implements WsEchoServer {
       stats.bytesIn += bytes;
       ws.bytesIn += bytes;
       ws.messagesIn++;
+      counters.bytesIn += bytes;
+      counters.datagramsIn++;
       if (session.closedBy) return;
       if (bytes > this.#maxMessage) {
         ws.tooBig++;
@@ -456,6 +464,8 @@ class WsServer implements WsEchoServer {
       stats.bytesOut += bytes;
       ws.bytesOut += bytes;
       ws.messagesOut++;
+      counters.bytesOut += bytes;
+      counters.datagramsOut++;
       if (socket.bufferedAmount > this.#maxBuffered) {
         ws.slow++;
         this.#close(session, 1008, "not reading: too many echoes queued", "limit");
@@ -486,6 +496,7 @@ class WsServer implements WsEchoServer {
     this.#sessions.delete(session);
     this.stats.sessionsOpen--;
     this.#ws.sessionsOpen--;
+    this.#counters.sessionsOpen--;
     let reason: CloseReason;
     if (session.closedBy) reason = session.closedBy;
     else if (session.error) {
@@ -495,8 +506,10 @@ class WsServer implements WsEchoServer {
       reason = /EOF|reset|broken pipe|aborted|ping/i.test(detail) ? "reset" : "error";
       if (reason === "error") this.#ws.protocolErrors++;
       this.stats.errors++;
+      this.#counters.errors++;
     } else reason = code === 1006 ? "reset" : "eof";
     const duration = performance.now() - session.start;
+    recordSessionDuration(this.stats, duration);
     this.feed?.push({
       kind: "close",
       transport: "ws",

@@ -1,8 +1,8 @@
 /**
  * The deploy/ recipes run for real: HAProxy and nginx started from them (tests/_balancers.ts) in
- * front of three echo instances. Until the server speaks the PROXY protocol the balancers run the
- * recipe's variant without the header; the traffic, the split over the instances, half-close and
- * an instance going away are checked already.
+ * front of three echo instances: the real server.ts with --proxy-protocol and --metrics (an
+ * instance killed mid-run, one drained), a test-only PROXY reader (what the balancers send), and
+ * plain instances behind the recipes' variant without the header (half-close, the split).
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -31,7 +31,16 @@ import {
   startHaproxy,
   startNginx,
 } from "./_balancers.ts";
-import { randomBytes, randomInt, test } from "./_helpers.ts";
+import {
+  childEnded,
+  randomBytes,
+  randomInt,
+  type ReadChild,
+  readyOrKill,
+  spawnServer,
+  test,
+  watchdog,
+} from "./_helpers.ts";
 
 const NO_HAPROXY = missing("haproxy");
 const NO_NGINX = missing("nginx");
@@ -226,7 +235,7 @@ async function spreadAndSurvive(
 }
 
 test(
-  "HAProxy (recipe, no PROXY header yet): traffic over three instances, one stopped",
+  "HAProxy (recipe without the PROXY header): traffic over three instances, one stopped",
   async () => {
     await spreadAndSurvive(
       async (backends) => {
@@ -246,15 +255,19 @@ test(
   { ignore: Boolean(NO_HAPROXY) },
 );
 
-test("nginx stream (recipe, no PROXY header yet): traffic, half-close, one stopped", async () => {
-  // A stopped instance refuses the connection; nginx passes it to the next one, so no client
-  // sees the failure: nothing to wait for.
-  await spreadAndSurvive(
-    (backends) => startNginx({ backends, proxyProtocol: false }),
-    0,
-    () => Promise.resolve(),
-  );
-}, { ignore: Boolean(NO_NGINX) });
+test(
+  "nginx stream (recipe without the PROXY header): traffic, half-close, one stopped",
+  async () => {
+    // A stopped instance refuses the connection; nginx passes it to the next one, so no client
+    // sees the failure: nothing to wait for.
+    await spreadAndSurvive(
+      (backends) => startNginx({ backends, proxyProtocol: false }),
+      0,
+      () => Promise.resolve(),
+    );
+  },
+  { ignore: Boolean(NO_NGINX) },
+);
 
 test(
   "nginx without proxy_half_close drops the echo of a half-closed stream (why the recipe has it)",
@@ -283,7 +296,7 @@ test(
 // ---------------------------------------------------------------------------------------------
 // The recipes exactly as written (PROXY header on, HAProxy checking /healthz), in front of a
 // minimal test-only echo that reads the header with proxy_protocol.ts: proves the parser against
-// what the real balancers send, before the server itself is wired.
+// what the real balancers send, independently of the server (whose own tests follow below).
 
 /** A test-only PROXY-aware echo instance with a /healthz of its own. */
 class ProxiedEcho {
@@ -548,3 +561,281 @@ test("a balancer whose port was taken meanwhile starts again on a fresh one", as
     await stopAll(servers);
   }
 }, { ignore: Boolean(NO_HAPROXY && NO_NGINX) });
+
+// ---------------------------------------------------------------------------------------------
+// The real server.ts (--proxy-protocol, --metrics) behind the recipes as written: continuous
+// verified traffic, every instance used, one instance killed (SIGKILL) mid-run.
+
+/** A server.ts child behind the balancer, its stdout (JSON events) read as it comes. */
+interface ServerInstance {
+  child: ReadChild;
+  port: number;
+  metricsPort: number;
+  /** Every stdout line, read continuously (so the pipe never fills). */
+  lines: Promise<string[]>;
+}
+
+async function startServerInstance(extra: string[] = []): Promise<ServerInstance> {
+  const metricsPort = freePort();
+  const child = spawnServer(
+    [
+      "--tcp",
+      "--port",
+      "0",
+      "--json",
+      "--proxy-protocol",
+      "--metrics",
+      `127.0.0.1:${metricsPort}`,
+      ...extra,
+    ],
+  );
+  const ready = await readyOrKill(child, child.stdout.waitFor(/"port":(\d+)/));
+  return { child, port: Number(ready[1]), metricsPort, lines: child.stdout.rest() };
+}
+
+/** The JSON events of an instance so far (or all of them once it ended). */
+function events(instance: ServerInstance): Record<string, unknown>[] {
+  return instance.child.stdout.seen.flatMap((line) => {
+    try {
+      return [JSON.parse(line)];
+    } catch {
+      return [];
+    }
+  });
+}
+
+type Outcome = "ok" | "cut" | "wrong" | "refused";
+
+/**
+ * One verified exchange on a fresh connection: `ok` when every byte came back, `cut` when the
+ * connection ended (EOF or reset) early with a correct prefix, `wrong` when any byte differs.
+ */
+async function exchangeOutcome(port: number, message: Uint8Array): Promise<{
+  outcome: Outcome;
+  clientPort?: number;
+}> {
+  let conn: Deno.TcpConn;
+  try {
+    conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  } catch {
+    return { outcome: "refused" };
+  }
+  const clientPort = (conn.localAddr as Deno.NetAddr).port;
+  const received = new Uint8Array(message.length);
+  let got = 0;
+  try {
+    const reading = (async () => {
+      while (got < message.length) {
+        const n = await conn.read(received.subarray(got));
+        if (n === null) return;
+        got += n;
+      }
+    })();
+    const writing = (async () => {
+      for (let offset = 0; offset < message.length;) {
+        offset += await conn.write(message.subarray(offset));
+      }
+    })();
+    await Promise.all([reading, writing.catch(() => reading)]);
+  } catch {
+    // reset: judged by what came before
+  } finally {
+    conn.close();
+  }
+  const prefix = Buffer.compare(received.subarray(0, got), message.subarray(0, got)) === 0;
+  return { outcome: !prefix ? "wrong" : got === message.length ? "ok" : "cut", clientPort };
+}
+
+interface Run {
+  total: Record<Outcome, number>;
+  /** Outcomes of exchanges started after the killed instance had exited. */
+  afterKill: Record<Outcome, number>;
+  clientPorts: Set<number>;
+  killedAt: number;
+}
+
+/**
+ * `lanes` clients exchange continuously through `port`; after `before` good exchanges `stop`
+ * takes an instance away (a SIGKILL, a drain), then `after` more good exchanges are made.
+ */
+async function continuousTraffic(
+  port: number,
+  takeAway: () => Promise<void>,
+  random: Random,
+  { lanes = 4, before = 60, after = 60 } = {},
+): Promise<Run> {
+  const zero = () => ({ ok: 0, cut: 0, wrong: 0, refused: 0 });
+  const run: Run = { total: zero(), afterKill: zero(), clientPorts: new Set(), killedAt: Infinity };
+  let stop = false;
+  let goodSinceKill = 0;
+  const enough = Promise.withResolvers<void>();
+  const lane = async () => {
+    while (!stop) {
+      const started = performance.now();
+      const message = randomBytes(randomInt(random, 1, 16 * 1024), random);
+      const { outcome, clientPort } = await exchangeOutcome(port, message);
+      run.total[outcome]++;
+      if (outcome === "ok" && clientPort) run.clientPorts.add(clientPort);
+      if (run.total.ok >= before) enough.resolve();
+      if (started > run.killedAt) {
+        run.afterKill[outcome]++;
+        if (outcome === "ok" && ++goodSinceKill >= after) stop = true;
+      }
+      assert.notEqual(outcome, "wrong", "a client got different bytes");
+    }
+  };
+  const running = Array.from({ length: lanes }, lane);
+  const kill = (async () => {
+    await watchdog(60_000)(enough.promise, "traffic before the kill");
+    await takeAway();
+    run.killedAt = performance.now();
+  })();
+  try {
+    await kill;
+    await Promise.all(running);
+  } finally {
+    stop = true;
+    await Promise.allSettled(running);
+  }
+  return run;
+}
+
+async function threeServers(): Promise<ServerInstance[]> {
+  return await Promise.all([0, 1, 2].map(() => startServerInstance()));
+}
+
+async function stopServers(instances: ServerInstance[]): Promise<void> {
+  for (const instance of instances) {
+    try {
+      instance.child.child.kill("SIGINT");
+    } catch {
+      // killed already
+    }
+  }
+  await Promise.all(instances.map((i) => childEnded(i.child)));
+}
+
+/** What each instance's event lines show: sessions, and which clients they named. */
+function split(instances: ServerInstance[]): { sessions: number[]; remotes: Set<number> } {
+  const remotes = new Set<number>();
+  const sessions = instances.map((instance) => {
+    const connections = events(instance).filter((e) => e.event === "connection");
+    for (const c of connections) remotes.add(Number(String(c.remote).split(":").pop()));
+    return connections.length;
+  });
+  return { sessions, remotes };
+}
+
+async function balancedRun(
+  name: string,
+  start: (backends: BalancerBackend[]) => Promise<Balancer>,
+  gone: (balancer: Balancer) => Promise<void>,
+): Promise<void> {
+  const seed = randomSeed();
+  const random = new Random(seed);
+  const instances = await threeServers();
+  let balancer: Balancer | undefined;
+  let run: Run;
+  try {
+    balancer = await start(instances.map((i) => ({ port: i.port, checkPort: i.metricsPort })));
+    const b = balancer;
+    run = await continuousTraffic(b.port, async () => {
+      instances[1].child.child.kill("SIGKILL");
+      await instances[1].child.child.status;
+      await gone(b);
+    }, random);
+  } finally {
+    await balancer?.stop();
+    // Their event lines are all read once they have exited.
+    await stopServers(instances);
+  }
+  const { sessions, remotes } = split(instances);
+  console.log(
+    `${name} (seed ${seed}): ${JSON.stringify(run.total)}; after the kill ${
+      JSON.stringify(run.afterKill)
+    }; sessions per instance ${sessions.join("/")}`,
+  );
+  assert.equal(run.total.wrong, 0, "never wrong bytes");
+  assert.ok(sessions.every((n) => n > 0), `every instance used: ${sessions}`);
+  assert.equal(run.afterKill.cut + run.afterKill.refused, 0, "routed around the dead instance");
+  assert.ok(run.afterKill.ok >= 60);
+  // Every client that got its echo was seen by an instance as itself (the PROXY header).
+  const missing = [...run.clientPorts].filter((p) => !remotes.has(p));
+  assert.deepEqual(missing, [], "the instances name the real clients");
+}
+
+test(
+  "HAProxy as written + three server.ts --proxy-protocol: continuous traffic, one killed",
+  async () => {
+    await balancedRun(
+      "HAProxy",
+      async (backends) => {
+        const haproxy = await startHaproxy({ backends });
+        await haproxy.waitForStates((s) => ["echo1", "echo2", "echo3"].every((n) => s[n] === "UP"));
+        return haproxy;
+      },
+      async (balancer) => {
+        await (balancer as HaproxyBalancer).waitForStates((s) => s.echo2 === "DOWN");
+      },
+    );
+  },
+  { ignore: Boolean(NO_HAPROXY) },
+);
+
+test(
+  "nginx as written + three server.ts --proxy-protocol: continuous traffic, one killed",
+  async () => {
+    await balancedRun(
+      "nginx",
+      (backends) => startNginx({ backends: backends.map(({ port }) => ({ port })) }),
+      // nginx learns of the dead instance from the refused connect and passes it on.
+      () => Promise.resolve(),
+    );
+  },
+  { ignore: Boolean(NO_NGINX) },
+);
+
+test(
+  "HAProxy as written + server.ts --drain: SIGTERM takes an instance out before it stops, unseen",
+  async () => {
+    const seed = randomSeed();
+    const instances = await Promise.all(
+      [0, 1, 2].map(() => startServerInstance(["--drain", "5s"])),
+    );
+    let balancer: HaproxyBalancer | undefined;
+    try {
+      balancer = await startHaproxy({
+        backends: instances.map((i) => ({ port: i.port, checkPort: i.metricsPort })),
+      });
+      const haproxy = balancer;
+      await haproxy.waitForStates((s) => ["echo1", "echo2", "echo3"].every((n) => s[n] === "UP"));
+      let exit: Deno.CommandStatus | undefined;
+      let downBeforeExit = false;
+      const run = await continuousTraffic(haproxy.port, async () => {
+        instances[1].child.child.kill("SIGTERM");
+        const exited = instances[1].child.child.status.then((status) => (exit = status));
+        // /healthz answers 503 at once; HAProxy's checks (inter 1s fall 2) take echo2 out while
+        // it still serves, well before the 5 s drain ends.
+        await haproxy.waitForStates((s) => s.echo2 === "DOWN", 20_000);
+        downBeforeExit = exit === undefined;
+        await exited;
+      }, new Random(seed));
+      console.log(
+        `HAProxy drain (seed ${seed}): ${JSON.stringify(run.total)}; sessions per instance ${
+          split(instances).sessions.join("/")
+        }`,
+      );
+      assert.ok(downBeforeExit, "out of rotation before it stopped");
+      assert.equal(exit?.code, 0, "the drained instance exits 0");
+      assert.deepEqual(
+        [run.total.cut, run.total.refused, run.total.wrong],
+        [0, 0, 0],
+        "no client saw the instance go",
+      );
+    } finally {
+      await balancer?.stop();
+      await stopServers(instances);
+    }
+  },
+  { ignore: Boolean(NO_HAPROXY) },
+);

@@ -20,7 +20,9 @@ import {
 } from "../stats.ts";
 import { echoTcp } from "../tcp.ts";
 import { echoUdp } from "../udp.ts";
-import { test } from "./_helpers.ts";
+import { childEnded, readyOrKill, spawnServer, test } from "./_helpers.ts";
+import { assertOneLine, runProgram } from "./_cli_child.ts";
+import { SIGNAL_REPEAT_MS } from "../_cli_signals.ts";
 
 // ---------------------------------------------------------------------------------------------
 // A strict reader of the text format, so the exposition is checked by parsing it back.
@@ -420,4 +422,184 @@ test("HealthState.drainFor: draining at once, resolves after the period or on ab
   await new HealthState().drainFor(0);
   assert.throws(() => new HealthState().drainFor(-1), RangeError);
   assert.throws(() => new HealthState().drainFor(Infinity), RangeError);
+});
+
+// ---------------------------------------------------------------------------------------------
+// server.ts --metrics and --drain, as a balancer sees them
+
+async function startCliServer(args: string[]) {
+  const metricsPort = freePort();
+  const child = spawnServer([
+    "--tcp",
+    "--port",
+    "0",
+    "--metrics",
+    `127.0.0.1:${metricsPort}`,
+    ...args,
+  ]);
+  const ready = await readyOrKill(child, child.stdout.waitFor(/listening tcp 127\.0\.0\.1:(\d+)/));
+  const lines = child.stdout.rest();
+  return { child, port: Number(ready[1]), base: `http://127.0.0.1:${metricsPort}`, lines };
+}
+
+/** A free port on 127.0.0.1, a moment ago. */
+function freePort(): number {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  return (listener.addr as Deno.NetAddr).port;
+}
+
+test("server.ts --proxy-protocol --metrics: /metrics passes promtool and counts what happened", async () => {
+  const server = await startCliServer(["--proxy-protocol"]);
+  try {
+    for (const version of [1, 2, 2] as const) {
+      await echoTcp("through a balancer", { port: server.port, proxyHeader: version });
+    }
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    await conn.write(new TextEncoder().encode("no header at all\r\n"));
+    assert.equal(await conn.read(new Uint8Array(64)).catch(() => null), null, "refused");
+    conn.close();
+    // The refusal is counted before the connection is closed, so the scrape below sees it.
+    const response = await fetch(`${server.base}/metrics`);
+    const text = await response.text();
+    const families = parseExposition(text);
+    assert.equal(value(families, "echo_connections_total", { transport: "tcp" }), 3);
+    assert.equal(value(families, "echo_bytes_out_total", { transport: "tcp" }), 3 * 18);
+    assert.equal(value(families, "echo_refused_total", { reason: "proxy_signature" }), 1);
+    assert.equal(value(families, "echo_session_duration_seconds_count"), 3);
+    assert.equal(value(families, "echo_draining"), 0);
+    const health = await fetch(`${server.base}/healthz`);
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+    if (HAS_PROMTOOL) {
+      const verdict = await promtool(text);
+      assert.equal(verdict!.code, 0, verdict!.output);
+      assert.equal(verdict!.output.trim(), "", "no lint warnings");
+    } else {
+      console.log("promtool not found: the real server's /metrics is parsed, not linted");
+    }
+  } finally {
+    server.child.child.kill("SIGINT");
+    await childEnded(server.child);
+  }
+});
+
+test("server.ts --drain: SIGTERM turns /healthz 503 at once, serves on for the period, exits 0", async () => {
+  const drain = 1500;
+  const server = await startCliServer(["--drain", `${drain}ms`]);
+  const signalled = performance.now();
+  server.child.child.kill("SIGTERM");
+  // The first /healthz answered after the signal is handled says 503 (polled: the signal's
+  // arrival is not observable otherwise).
+  let status = 200;
+  for (let i = 0; i < 200 && status === 200; i++) {
+    const response = await fetch(`${server.base}/healthz`);
+    status = response.status;
+    await response.body?.cancel();
+  }
+  assert.equal(status, 503);
+  const { reply } = await echoTcp("still served while draining", { port: server.port });
+  assert.equal(new TextDecoder().decode(reply), "still served while draining");
+  const { code, stderr } = await childEnded(server.child);
+  assert.equal(code, 0, stderr);
+  assert.ok(performance.now() - signalled >= drain, "served for the whole drain period");
+  assert.match(stderr, /draining: \/healthz answers 503/);
+});
+
+test("server.ts --drain: a second signal during the drain exits at once", async () => {
+  const server = await startCliServer(["--drain", "10m"]);
+  server.child.child.kill("SIGTERM");
+  let status = 200;
+  for (let i = 0; i < 200 && status === 200; i++) {
+    const response = await fetch(`${server.base}/healthz`);
+    status = response.status;
+    await response.body?.cancel();
+  }
+  assert.equal(status, 503);
+  // Signals closer than SIGNAL_REPEAT_MS count as one Ctrl-C: the second must come later.
+  await new Promise((resolve) => setTimeout(resolve, SIGNAL_REPEAT_MS + 50));
+  server.child.child.kill("SIGTERM");
+  const { code } = await childEnded(server.child);
+  assert.equal(code, 1);
+});
+
+test("server.ts and client.ts: bad balancer flags are one-line usage errors, a taken port exit 1", async () => {
+  const cert = "tests/fixtures/tls_cert.pem";
+  const key = "tests/fixtures/tls_key.pem";
+  const cases: ["server.ts" | "client.ts", string[], number, RegExp][] = [
+    ["server.ts", ["--metrics", "nope"], 2, /--metrics: invalid address/],
+    ["server.ts", ["--metrics", "127.0.0.1:70000"], 2, /the port must be 0-65535/],
+    ["server.ts", ["--proxy-from", "10.0.0.0/8"], 2, /--proxy-from needs --proxy-protocol/],
+    ["server.ts", ["--proxy-protocol", "--proxy-from", "10.0.0.0/33"], 2, /proxyFrom/],
+    ["server.ts", ["--proxy-protocol", "--udp"], 2, /--udp and --proxy-protocol conflict/],
+    [
+      "server.ts",
+      ["--proxy-protocol", "--tls-cert", cert, "--tls-key", key],
+      2,
+      /--proxy-protocol and --tls-cert conflict/,
+    ],
+    ["server.ts", ["--drain", "soon"], 2, /--drain/],
+    ["client.ts", ["--proxy-header", "v3"], 2, /--proxy-header must be v1 or v2/],
+    ["client.ts", ["--proxy-header", "v1", "--udp"], 2, /--udp and --proxy-header conflict/],
+  ];
+  for (const [program, args, expected, pattern] of cases) {
+    const { code, stderr } = await runProgram(program, args, ["--allow-net", "--allow-read"]);
+    assert.equal(code, expected, `${program} ${args.join(" ")}: ${stderr}`);
+    assertOneLine(stderr, pattern, `${program} ${args.join(" ")}`);
+  }
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (taken.addr as Deno.NetAddr).port;
+  const { code, stderr } = await runProgram(
+    "server.ts",
+    ["--tcp", "--port", "0", "--metrics", `127.0.0.1:${port}`],
+    ["--allow-net"],
+  );
+  assert.equal(code, 1, stderr);
+  assertOneLine(stderr, /error: .*in use/i, "metrics port in use");
+});
+
+test("server.ts --workers 2 --proxy-protocol --metrics: /metrics shows the totals of every thread", async () => {
+  const metricsPort = freePort();
+  const child = spawnServer(
+    [
+      "--tcp",
+      "--port",
+      "0",
+      "-q",
+      "--workers",
+      "2",
+      "--proxy-protocol",
+      "--metrics",
+      `${metricsPort}`,
+    ],
+    ["--allow-net", "--allow-read"],
+  );
+  const ready = await readyOrKill(child, child.stdout.waitFor(/listening tcp 127\.0\.0\.1:(\d+)/));
+  const port = Number(ready[1]);
+  try {
+    for (let i = 0; i < 16; i++) await echoTcp(`exchange ${i}`, { port, proxyHeader: 2 });
+    for (let i = 0; i < 4; i++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await conn.write(new TextEncoder().encode("no header\r\n"));
+      await conn.read(new Uint8Array(16)).catch(() => null);
+      conn.close();
+    }
+    // Workers report their counters every 250 ms: scrape until the totals are all in.
+    let families: ReturnType<typeof parseExposition> = new Map();
+    const complete = () =>
+      families.has("echo_connections_total") &&
+      value(families, "echo_connections_total", { transport: "tcp" }) === 16 &&
+      value(families, "echo_refused_total", { reason: "proxy_signature" }) === 4;
+    for (let i = 0; i < 100 && !complete(); i++) {
+      if (i > 0) await new Promise((resolve) => setTimeout(resolve, 50));
+      families = parseExposition(
+        await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text(),
+      );
+    }
+    assert.ok(complete(), "16 sessions and 4 refusals, summed over both threads");
+    assert.equal(value(families, "echo_session_duration_seconds_count"), 16);
+  } finally {
+    child.child.kill("SIGINT");
+    const { code, stderr } = await childEnded(child);
+    assert.equal(code, 0, stderr);
+  }
 });

@@ -11,6 +11,7 @@ import {
   PROXY_V1_MAX_LENGTH,
   PROXY_V2_SIGNATURE,
   type ProxyHeader,
+  proxyHeaderFor,
   type ProxyHeaderInit,
   type ProxyHeaderSource,
   type ProxyParseResult,
@@ -19,7 +20,19 @@ import {
   readProxyHeader,
 } from "../proxy_protocol.ts";
 import { Random, randomSeed } from "../_random.ts";
-import { HAS_IPV6, randomBytes, randomInt, test, watchdog } from "./_helpers.ts";
+import {
+  type Ending,
+  HAS_IPV6,
+  randomBytes,
+  randomInt,
+  readUntilClosed,
+  test,
+  watchdog,
+} from "./_helpers.ts";
+import { serveEcho, validateServeOptions } from "../serve.ts";
+import { echoTcp, echoTcpStream } from "../tcp.ts";
+import { runProbe, validateProbeOptions } from "../probe.ts";
+import type { CloseInfo, ConnectionInfo, RejectInfo, ServeEchoOptions } from "../types.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -780,3 +793,376 @@ test("readProxyHeader: IPv6 loopback peers are trusted by default", async () => 
 }, { ignore: !HAS_IPV6 });
 
 if (!HAS_IPV6) console.log("proxy_protocol_test: no IPv6 loopback here, the ::1 test is skipped");
+
+// ---------------------------------------------------------------------------------------------
+// serveEcho({ proxyProtocol }): the header read at the start of every stream session
+
+/** A PROXY-speaking echo server recording what its hooks saw. */
+async function proxiedServer(options: Partial<ServeEchoOptions> = {}) {
+  const connections: ConnectionInfo[] = [];
+  const closes: CloseInfo[] = [];
+  const rejects: RejectInfo[] = [];
+  const server = await serveEcho({
+    port: 0,
+    transport: "tcp",
+    proxyProtocol: true,
+    onConnection: (info) => connections.push(info),
+    onClose: (info) => closes.push(info),
+    onReject: (info) => rejects.push(info),
+    ...options,
+  });
+  return { server, connections, closes, rejects, port: server.addr.port };
+}
+
+const V2_CLIENT = encodeProxyHeader({
+  version: 2,
+  source: { hostname: "203.0.113.7", port: 40001 },
+  destination: { hostname: "198.51.100.1", port: 7 },
+});
+
+/** Writes `bytes`, then reads until the server ends the connection. */
+async function sendAndRead(port: number, bytes: Uint8Array, halfClose = true): Promise<Ending> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    if (bytes.length) await conn.write(bytes);
+    if (halfClose) await conn.closeWrite();
+    return await readUntilClosed(conn);
+  } finally {
+    conn.close();
+  }
+}
+
+test("serveEcho proxyProtocol: the header's client is remoteAddr, its data echoed, header never", async () => {
+  const { server, connections, closes, port } = await proxiedServer();
+  try {
+    const data = new TextEncoder().encode("data in the header's segment");
+    // Header and data in one write: the bytes after the header are the client's first data.
+    const { end, received } = await sendAndRead(port, new Uint8Array([...V2_CLIENT, ...data]));
+    assert.equal(end, "eof");
+    assert.equal(Buffer.compare(received, data), 0, "exactly the data, no header byte");
+    assert.deepEqual(connections[0].remoteAddr, {
+      transport: "tcp",
+      hostname: "203.0.113.7",
+      port: 40001,
+    });
+    await server.shutdown();
+    assert.equal(closes[0].remoteAddr.hostname, "203.0.113.7");
+    assert.equal(closes[0].bytes, data.length);
+    assert.equal(server.stats.bytesIn, data.length);
+    assert.equal(server.stats.transports?.tcp.bytesOut, data.length);
+    assert.equal(server.stats.sessionDuration?.count, 1);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+test("serveEcho proxyProtocol: LOCAL (a health check) and v1 UNKNOWN keep the socket's peer", async () => {
+  const { server, connections, port } = await proxiedServer();
+  try {
+    for (const header of [encodeProxyHeader({ version: 2 }), encodeProxyHeader({ version: 1 })]) {
+      const { received } = await sendAndRead(port, new Uint8Array([...header, 1, 2, 3]));
+      assert.deepEqual([...received], [1, 2, 3]);
+    }
+    assert.deepEqual(connections.map((c) => c.remoteAddr.hostname), ["127.0.0.1", "127.0.0.1"]);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+test("serveEcho proxyProtocol: bad headers are refused with their own reason, others still served", async () => {
+  const { server, rejects, port } = await proxiedServer({ proxyTimeout: 300 });
+  try {
+    const garbage = new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    const malformed = new TextEncoder().encode("PROXY TCP4 1.2.3.999 1.2.3.4 1 2\r\nhello");
+    const huge = V2_CLIENT.slice(0, 16);
+    new DataView(huge.buffer).setUint16(14, 65535); // a 64 KiB address block announced
+    const cases: [string, Uint8Array][] = [
+      ["signature", garbage],
+      ["malformed", malformed],
+      ["too-long", huge],
+    ];
+    for (const [reason, bytes] of cases) {
+      const { received } = await sendAndRead(port, bytes, false);
+      assert.equal(received.length, 0, `${reason}: nothing echoed`);
+    }
+    // Slow: one byte, then nothing more for longer than proxyTimeout.
+    const slow = await Deno.connect({ hostname: "127.0.0.1", port });
+    await slow.write(V2_CLIENT.subarray(0, 1));
+    const ending = await readUntilClosed(slow);
+    slow.close();
+    assert.equal(ending.received.length, 0);
+    // Between the refusals, a good client is served.
+    const good = await sendAndRead(port, new Uint8Array([...V2_CLIENT, 42]));
+    assert.deepEqual([...good.received], [42]);
+    assert.deepEqual(rejects.map((r) => r.detail), [
+      "signature",
+      "malformed",
+      "too-long",
+      "timeout",
+    ]);
+    assert.ok(rejects.every((r) => r.reason === "proxy"));
+    const refused = server.stats.proxyRefused!;
+    assert.deepEqual(
+      [refused.signature, refused.malformed, refused["too-long"], refused.timeout],
+      [1, 1, 1, 1],
+    );
+    assert.equal(server.stats.sessionsTotal, 1, "refused connections are not sessions");
+  } finally {
+    await server.shutdown();
+  }
+});
+
+test("serveEcho proxyProtocol: a peer outside proxyFrom is refused as untrusted", async () => {
+  const { server, rejects, port } = await proxiedServer({ proxyFrom: ["10.0.0.0/8"] });
+  try {
+    const { received } = await sendAndRead(port, new Uint8Array([...V2_CLIENT, 1]));
+    assert.equal(received.length, 0);
+    assert.equal(rejects[0].detail, "untrusted");
+    assert.equal(rejects[0].remoteAddr.hostname, "127.0.0.1", "the peer that sent it");
+    assert.equal(server.stats.proxyRefused?.untrusted, 1);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+test("serveEcho proxyProtocol: allow applies to the header's client, not the balancer", async () => {
+  const { server, rejects, connections, port } = await proxiedServer({ allow: ["203.0.113.0/24"] });
+  try {
+    const ok = await sendAndRead(port, new Uint8Array([...V2_CLIENT, 7]));
+    assert.deepEqual(
+      [...ok.received],
+      [7],
+      "the balancer (127.0.0.1) is not in allow; its client is",
+    );
+    const other = encodeProxyHeader({
+      version: 1,
+      source: { hostname: "192.0.2.9", port: 1234 },
+      destination: { hostname: "192.0.2.1", port: 7 },
+    });
+    const refused = await sendAndRead(port, new Uint8Array([...other, 7]));
+    assert.equal(refused.received.length, 0);
+    assert.equal(rejects[0].reason, "acl");
+    assert.equal(rejects[0].remoteAddr.hostname, "192.0.2.9");
+    assert.equal(connections.length, 1);
+    assert.equal(server.stats.dropped.acl, 1);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+test("serveEcho proxyProtocol: shutdown closes connections still waiting for a header", async () => {
+  const { server, port } = await proxiedServer({ proxyTimeout: 60_000 });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(V2_CLIENT.subarray(0, 5));
+  // The server holds the connection (it counts towards the cap) until shutdown ends it.
+  const ending = readUntilClosed(conn);
+  await server.shutdown();
+  assert.equal((await ending).received.length, 0);
+  conn.close();
+  assert.equal(server.stats.proxyRefused?.closed, 1);
+});
+
+test("serveEcho proxyProtocol: echoTcp and echoTcpStream can send the header (v1 and v2)", async () => {
+  const { server, connections, port } = await proxiedServer();
+  try {
+    const { reply } = await echoTcp("through a header", { port, proxyHeader: 1 });
+    assert.equal(new TextDecoder().decode(reply), "through a header");
+    const input = ReadableStream.from([new Uint8Array(100_000).fill(9)]);
+    const { bytes } = await echoTcpStream(input, { port, proxyHeader: 2 });
+    assert.equal(bytes, 100_000);
+    assert.equal(connections.length, 2);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+test("serveEcho proxyProtocol: option errors name the option; TLS is refused", () => {
+  const option = (f: () => unknown) => {
+    try {
+      f();
+    } catch (error) {
+      return (error as { option?: string }).option;
+    }
+    return "no error";
+  };
+  assert.equal(option(() => validateServeOptions({ proxyFrom: ["10.0.0.0/8"] })), "proxyFrom");
+  assert.equal(option(() => validateServeOptions({ proxyTimeout: 10 })), "proxyTimeout");
+  assert.equal(
+    option(() => validateServeOptions({ proxyProtocol: true, proxyFrom: ["nope"] })),
+    "proxyFrom",
+  );
+  assert.equal(
+    option(() => validateServeOptions({ proxyProtocol: true, proxyTimeout: 0 })),
+    "proxyTimeout",
+  );
+  assert.equal(
+    option(() => validateServeOptions({ proxyProtocol: true, tls: { cert: "c", key: "k" } })),
+    "proxyProtocol",
+  );
+});
+
+test("serveEcho proxyProtocol with workers: every thread reads headers, totals count refusals", async () => {
+  const clients = new Set<string>();
+  const server = await serveEcho({
+    port: 0,
+    transport: "tcp",
+    workers: 3,
+    proxyProtocol: true,
+    onConnection: (info) => clients.add(`${info.remoteAddr.hostname}:${info.remoteAddr.port}`),
+  });
+  try {
+    const port = server.addr.port;
+    for (let i = 0; i < 24; i++) {
+      const header = encodeProxyHeader({
+        version: i % 2 ? 1 : 2,
+        source: { hostname: "198.51.100.9", port: 1000 + i },
+        destination: { hostname: "198.51.100.1", port: 7 },
+      });
+      const { received } = await sendAndRead(port, new Uint8Array([...header, i]));
+      assert.deepEqual([...received], [i]);
+    }
+    for (let i = 0; i < 6; i++) await sendAndRead(port, encoder.encode("no header\r\n"), false);
+  } finally {
+    await server.shutdown();
+  }
+  assert.equal(clients.size, 24, "each session shows the header's client, on every thread");
+  assert.ok([...clients].every((c) => c.startsWith("198.51.100.9:")));
+  assert.equal(server.stats.sessionsTotal, 24);
+  assert.equal(server.stats.transports?.tcp.sessionsTotal, 24);
+  assert.equal(server.stats.proxyRefused?.signature, 6);
+  assert.equal(server.stats.sessionDuration?.count, 24);
+});
+
+test("serveEcho proxyProtocol: a header dripped a byte at a time is cut at the whole-header deadline", async () => {
+  const { server, rejects, port } = await proxiedServer({ proxyTimeout: 800 });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const started = performance.now();
+  let sent = 0;
+  // One byte every 100 ms: each gap is far below the deadline, the whole header is not.
+  const drip = setInterval(() => {
+    if (sent < V2_CLIENT.length) conn.write(V2_CLIENT.subarray(sent, ++sent)).catch(() => {});
+  }, 100);
+  try {
+    const ending = await readUntilClosed(conn);
+    assert.equal(ending.received.length, 0);
+    assert.ok(performance.now() - started >= 800, "not before the deadline");
+    assert.ok(sent < V2_CLIENT.length, "cut before the header was complete");
+    assert.equal(rejects[0]?.detail, "timeout");
+  } finally {
+    clearInterval(drip);
+    conn.close();
+    await server.shutdown();
+  }
+});
+
+test("serveEcho proxyProtocol on a Unix socket: the header's client is the session's address", async () => {
+  const path = `${await Deno.makeTempDir()}/proxied.sock`;
+  const seen: Deno.Addr[] = [];
+  const server = await serveEcho({
+    transport: "unix",
+    path,
+    proxyProtocol: true,
+    onConnection: (info) => seen.push(info.remoteAddr),
+  });
+  try {
+    const conn = await Deno.connect({ transport: "unix", path });
+    await conn.write(new Uint8Array([...V2_CLIENT, 5, 6]));
+    await conn.closeWrite();
+    const { received } = await readUntilClosed(conn);
+    conn.close();
+    assert.deepEqual([...received], [5, 6]);
+    assert.deepEqual(seen, [{ transport: "tcp", hostname: "203.0.113.7", port: 40001 }]);
+    assert.equal(server.stats.transports?.unix.bytesIn, 2);
+  } finally {
+    await server.shutdown();
+    await Deno.remove(path.replace(/\/proxied\.sock$/, ""), { recursive: true });
+  }
+});
+
+test("runProbe proxyHeader: ping and bench lanes measure a PROXY-aware server directly", async () => {
+  const { server, connections, port } = await proxiedServer();
+  try {
+    for (const proxyHeader of [1, 2] as const) {
+      const result = await runProbe({ port, proxyHeader, connections: 2, count: 40 });
+      assert.equal(result.received, 40, `v${proxyHeader}`);
+      assert.equal(result.mismatches + result.errors, 0);
+    }
+    assert.equal(connections.length, 4, "each lane's connection read its header");
+    assert.equal(server.stats.proxyRefused?.signature, 0);
+    assert.throws(() => validateProbeOptions({ transport: "udp", proxyHeader: 2 }), TypeError);
+    assert.throws(() => validateProbeOptions({ proxyHeader: 3 as 2 }), RangeError);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("proxyHeaderFor: a connection's own ends, LOCAL for a Unix socket", () => {
+  const tcp = {
+    localAddr: { transport: "tcp", hostname: "::1", port: 50000 },
+    remoteAddr: { transport: "tcp", hostname: "::1", port: 7000 },
+  } as const;
+  const v2 = parseProxyHeader(proxyHeaderFor(tcp, 2));
+  assert.equal(v2.status, "done");
+  if (v2.status === "done") {
+    assert.deepEqual(v2.header.source, { hostname: "::1", port: 50000 });
+    assert.deepEqual(v2.header.destination, { hostname: "::1", port: 7000 });
+  }
+  const unix = {
+    localAddr: { transport: "unix", path: "" },
+    remoteAddr: { transport: "unix", path: "/tmp/x.sock" },
+  } as const;
+  const local = parseProxyHeader(proxyHeaderFor(unix, 2));
+  assert.ok(local.status === "done" && local.header.command === "LOCAL");
+  assert.throws(() => proxyHeaderFor(tcp, 0 as 1), RangeError);
+});
+
+test("serveEcho proxyProtocol fuzz: random and mutated headers over sockets, each ends cleanly", async () => {
+  const seed = randomSeed();
+  const random = new Random(seed);
+  const { server, port } = await proxiedServer({ proxyTimeout: 300 });
+  const corpus = ROUND_TRIPS.map((init) => encodeProxyHeader(init));
+  const expected = { sessions: 0, refused: 0 };
+  const guard = watchdog(10_000);
+  try {
+    for (let i = 0; i < 60; i++) {
+      let bytes: Uint8Array;
+      if (i % 3 === 0) {
+        bytes = randomBytes(randomInt(random, 1, 200), random);
+        if (random.next() < 0.5) {
+          bytes.set(PROXY_V2_SIGNATURE.subarray(0, Math.min(12, bytes.length)));
+        }
+      } else {
+        bytes = corpus[randomInt(random, 0, corpus.length - 1)].slice();
+        const at = randomInt(random, 0, bytes.length - 1);
+        if (i % 3 === 1) bytes[at] ^= 1 << randomInt(random, 0, 7);
+        else bytes = bytes.subarray(0, at + 1); // truncated (or whole, when at is the last byte)
+        bytes = concat(bytes, randomBytes(randomInt(random, 0, 32), random));
+      }
+      const label = `seed ${seed}, case ${i}`;
+      const result = parseProxyHeader(bytes);
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await conn.write(bytes);
+      // A complete header: the rest is echoed until our half-close. An incomplete one: half of
+      // them half-close (refused as closed), the others wait for the server's deadline.
+      if (result.status === "done" || random.next() < 0.5) await conn.closeWrite();
+      const { received } = await guard(readUntilClosed(conn), label);
+      conn.close();
+      if (result.status === "done") {
+        expected.sessions++;
+        const rest = bytes.subarray(result.header.headerLength);
+        assert.equal(Buffer.compare(received, rest), 0, `${label}: the data after the header`);
+      } else {
+        expected.refused++;
+        assert.equal(received.length, 0, `${label}: nothing echoed`);
+      }
+    }
+    // The server still serves a good client after all that.
+    const good = await sendAndRead(port, new Uint8Array([...V2_CLIENT, 1, 2]));
+    assert.deepEqual([...good.received], [1, 2]);
+  } finally {
+    await server.shutdown();
+  }
+  const refused = Object.values(server.stats.proxyRefused ?? {}).reduce((a, b) => a + b, 0);
+  assert.equal(server.stats.sessionsTotal, expected.sessions + 1, `seed ${seed}`);
+  assert.equal(refused, expected.refused, `seed ${seed}`);
+});
