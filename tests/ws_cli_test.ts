@@ -197,7 +197,7 @@ test("server.ts --ws: the ready line names the page, the page is served, --max-c
     server.child.kill("SIGINT");
     const { code, lines } = await childEnded(server);
     assert.equal(code, 0);
-    assert.match(lines.at(-1)!, /^stopped: 0 TCP sessions, .*; refused: limit 1; ws: 1 sessions, /);
+    assert.match(lines.at(-1)!, /^stopped: 0 TCP sessions, .*; refused: limit 1; ws: 1 session, /);
   } finally {
     first?.terminate();
     await ended(server);
