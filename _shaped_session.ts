@@ -185,7 +185,9 @@ export async function shapedEcho(
   let readError: unknown;
   let sleeping: { timer: number; wake: () => void } | undefined;
   let flushTimer: number | undefined;
+  let closed = false;
   const close = () => {
+    closed = true;
     try {
       conn.close();
     } catch {
@@ -219,7 +221,9 @@ export async function shapedEcho(
         reading = true;
         const n = await conn.read(space);
         reading = false;
-        if (n === null) break;
+        // A read that completes after the close (the cut's flush timer, or the idle sweeper):
+        // nothing more can be written back, so it is not counted as read.
+        if (n === null || closed || (session.closedBy && !cutting)) break;
         queue.commit(n, performance.now());
         read += n;
         session.reads++;

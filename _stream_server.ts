@@ -264,6 +264,9 @@ class StreamServer implements EchoServer {
             turn = -1;
           }
           if (n === null) break;
+          // A read that completes after a cut closed the connection: nothing can be written
+          // back, so it is not counted as read (like the input still queued in the kernel).
+          if (session.closedBy) break;
           session.reads++;
           stats.bytesIn += n;
           if (n !== view.length) view = buffer.subarray(0, n);
@@ -360,12 +363,14 @@ class StreamServer implements EchoServer {
 
   /**
    * Ends a session the server gives up on (idle, time limit, end of the grace period) without
-   * truncating it silently: what was already read is written out first (a write under way may
-   * finish, for up to CUT_FLUSH_MS; a shaped session flushes its queue unpaced), then the
-   * connection is closed while a read is pending. Input the peer sent that was not read stays in
-   * the kernel's receive queue, and Linux answers a close with unread input with a reset (RST),
-   * so a peer that sent more than it got back sees a reset, never a clean end of stream. A peer
-   * whose echo is complete gets a normal FIN.
+   * dropping what it has read: a write under way may finish (for up to CUT_FLUSH_MS; a shaped
+   * session flushes its queue unpaced), then the connection is closed while a read is pending (a
+   * read that completes after that is discarded, uncounted, like input still in the kernel).
+   *
+   * Not a reset: Deno's close shuts the write half down first (tokio's OwnedWriteHalf drop:
+   * `shutdown(SHUT_WR)`, then `close`), so the peer gets a FIN; with input still unread, Linux
+   * then sends a RST, which makes the peer's later reads or writes fail and may discard echo it
+   * had not read yet. Deno.Conn has no SO_LINGER, so a RST-only abort is not available here.
    */
   #cut(session: Session, reason: CloseReason): void {
     if (session.closedBy) return;

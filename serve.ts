@@ -130,7 +130,14 @@ export interface EchoServerOptions extends EchoHooks {
   port?: number;
   /** Aborting it shuts the server down, like calling `shutdown()`. */
   signal?: AbortSignal;
-  /** How long `shutdown()` lets TCP sessions finish before closing them, in ms. Default 3000. */
+  /**
+   * How long `shutdown()` lets TCP sessions finish before cutting them, in ms. Default 3000. A cut
+   * (also `maxSessionTime`, `maxSessionBytes`) stops reading, writes out everything already read
+   * (a write under way may take up to 1 s more; a shaped session's queue goes out unpaced), then
+   * closes. Deno's close sends a FIN; with input still unread Linux follows it with a reset,
+   * which may also discard echo the peer had not read yet. So a peer cut short sees a FIN or a
+   * reset: compare the echo with what was sent.
+   */
   gracePeriod?: number;
   /** Serve a single exchange, then stop: one TCP session until the client closes, or one datagram. */
   once?: boolean;
@@ -148,9 +155,12 @@ export interface EchoServerOptions extends EchoHooks {
   maxConnections?: number;
   /** A TCP session with no traffic for this long (ms) is closed. Default 5 minutes; 0 = off. */
   idleTimeout?: number;
-  /** A TCP session is closed once it has echoed this many bytes. Default: no cap. */
+  /**
+   * A TCP session is closed once it has echoed this many bytes (never reads past them; input
+   * beyond stays unread, a cut as under `gracePeriod`). Default: no cap.
+   */
   maxSessionBytes?: number;
-  /** A TCP session is closed after this long (ms). Default: no cap. */
+  /** A TCP session is cut after this long (ms), as under `gracePeriod`. Default: no cap. */
   maxSessionTime?: number;
   /**
    * UDP datagrams answered per second per source address (token bucket; excess dropped and
