@@ -18,6 +18,7 @@ import {
 import type { EchoServer, EchoServerOptions } from "./serve.ts";
 import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./serve.ts";
 import { serveStreamListener } from "./_stream_server.ts";
+import { DEFAULT_HANDSHAKE_TIMEOUT, TlsRelayListener } from "./_tls_relay.ts";
 import { listenTcp } from "./_listen.ts";
 import { validatePolicy } from "./_policy.ts";
 import { firstDifference, listenError, toBytes } from "./_util.ts";
@@ -28,11 +29,21 @@ export interface TlsServerOptions {
   cert: string;
   /** The private key, PEM (`-----BEGIN PRIVATE KEY-----`, PKCS #8, RSA or EC), unencrypted. */
   key: string;
+  /**
+   * A session whose TLS handshake has not completed after this long (ms) is closed, idle or
+   * not. Default 10,000; 0 = no deadline of its own (the idle timeout still applies).
+   */
+  handshakeTimeout?: number;
 }
 
 /** Options of {@linkcode serveTcpEcho}. */
 export interface TcpEchoOptions extends EchoServerOptions {
-  /** Serve echo over TLS with this certificate and key (`Deno.listenTls`). Default: plain TCP. */
+  /**
+   * Serve echo over TLS with this certificate and key. Default: plain TCP. Clients connect to a
+   * plain TCP listener relayed to an inner `Deno.listenTls` on 127.0.0.1 (see _tls_relay.ts: a
+   * `Deno.TlsConn` closed before its handshake keeps its socket), so a connection refused, idle
+   * or timed out is closed whatever its handshake's state.
+   */
   tls?: TlsServerOptions;
 }
 
@@ -79,13 +90,43 @@ export function serveTcpEcho(options: TcpEchoOptions = {}): EchoServer {
     // Plain TCP binds two listeners sharing the port where it can: two accept queues (_listen.ts).
     // A `once` server needs no queue for a crowd, and must refuse the second client at once.
     listener = tls
-      ? Deno.listenTls({ hostname, port, transport: "tcp", cert: tls.cert, key: tls.key })
+      ? Deno.listen({ hostname, port, transport: "tcp" })
       : listenTcp(hostname, port, { queues: options.once ? 1 : undefined });
   } catch (error) {
-    if (tls && isTlsMaterialError(error)) throw tlsMaterialError(error);
     throw listenError(error, { hostname, port, transport: "tcp" });
   }
-  return serveStreamListener(listener, options, tls ? { secure: true } : {});
+  if (!tls) return serveStreamListener(listener, options);
+  const { handshakeTimeout } = tls;
+  if (
+    handshakeTimeout !== undefined &&
+    !(typeof handshakeTimeout === "number" && handshakeTimeout >= 0 && handshakeTimeout < 2 ** 31)
+  ) {
+    (listener as Deno.Listener).close();
+    throw new RangeError(
+      `tls.handshakeTimeout must be a duration of 0 ms or more, got ${handshakeTimeout}`,
+    );
+  }
+  // TLS is served through a relay to an inner TLS listener (see _tls_relay.ts for why).
+  let inner: Deno.TlsListener;
+  try {
+    inner = Deno.listenTls({
+      hostname: "127.0.0.1",
+      port: 0,
+      transport: "tcp",
+      cert: tls.cert,
+      key: tls.key,
+    });
+  } catch (error) {
+    (listener as Deno.Listener).close();
+    if (isTlsMaterialError(error)) throw tlsMaterialError(error);
+    throw listenError(error, { hostname: "127.0.0.1", port: 0, transport: "tcp" });
+  }
+  const relay = new TlsRelayListener(
+    listener as Deno.TcpListener,
+    inner,
+    tls.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
+  );
+  return serveStreamListener(relay as unknown as Deno.Listener, options, { secure: true });
 }
 
 /** Whether `Deno.listenTls` failed on the certificate or key rather than on the address. */

@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { serveEcho } from "../serve.ts";
-import { LineReader, ROOT, test } from "./_helpers.ts";
+import { test } from "./_helpers.ts";
+import { spawnStatChild } from "./_stat_child.ts";
 
 const HOST = "127.0.0.1";
 
@@ -25,14 +26,9 @@ async function readExactly(conn: Deno.Conn, total: number): Promise<Uint8Array> 
 }
 
 test("shaped session: 1-byte writes (TCP_NODELAY) at 10 kB/s keep the server's memory bounded, every byte echoed in order", async () => {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "tests/_shaped_memory_child.ts", "10000"],
-    cwd: ROOT,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const lines = new LineReader(child.stdout);
+  const { child, lines } = spawnStatChild("--allow-net", "tests/_shaped_memory_child.ts", [
+    "10000",
+  ]);
   // Old code held a fresh 64 KiB read buffer per queued 1-byte chunk: gigabytes within
   // seconds. The watchdog stops the child well before that can hurt the machine.
   const LIMIT = 300 * 1024 * 1024;
