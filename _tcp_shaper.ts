@@ -30,7 +30,8 @@ export interface TcpShaperOptions {
   bandwidth?: number;
   /**
    * Token-bucket depth in bytes (>= 1): how much may go out back to back after an idle spell.
-   * Default: 10 ms worth of `bandwidth`, at most 16 KiB, at least 1 byte.
+   * Default: 10 ms worth of `bandwidth`, at most 16 KiB, at least 1 byte. The shaped session
+   * writes in pieces of at most this size, so its echo never runs ahead of the rate by more.
    */
   burst?: number;
 }

@@ -183,7 +183,11 @@ export interface EchoServerOptions extends EchoHooks {
 
 /** Impairment options: the UDP ones, plus `bandwidth` (bytes/s) which applies to TCP. */
 export interface EchoImpairOptions extends ImpairOptions {
-  /** TCP: echo at most this many bytes per second. */
+  /**
+   * TCP: echo at most this many bytes per second, from the first byte: the echo is written in
+   * pieces of at most the burst (10 ms worth, at most 16 KiB, at least 1 byte; 640 B at
+   * 64,000 B/s), so it never runs ahead of the rate by more than that.
+   */
   bandwidth?: number;
 }
 
