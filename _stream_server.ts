@@ -10,6 +10,7 @@
  */
 import { callHook, reportError } from "./_hooks.ts";
 import type { StreamPolicy } from "./_policy.ts";
+import { CUT_FLUSH_MS, shapedEcho } from "./_shaped_session.ts";
 import { TcpShaper } from "./impair.ts";
 import { readTurns as turns } from "./_read_turns.ts";
 import type { CloseReason, EchoServer, EchoServerOptions, ListenInfo } from "./types.ts";
@@ -31,17 +32,12 @@ const INITIAL_BUFFER = 1024;
  * measured no better).
  */
 const MAX_BUFFER = 256 * 1024;
-/**
- * The cap while more than TURNS_FROM_SESSIONS sessions are open, so a crowd stays cheap; also
- * the size of a shaped session's reads, each of which is queued in a buffer of its own.
- */
+/** The cap while more than TURNS_FROM_SESSIONS sessions are open, so a crowd stays cheap. */
 const CROWD_MAX_BUFFER = 64 * 1024;
 /** A grown buffer shrinks fourfold after this many reads in a row that used at most 1/16 of it. */
 const SHRINK_AFTER = 8;
 /** Pause after an accept failure such as EMFILE, so a full descriptor table is not spun on. */
 const ACCEPT_BACKOFF_MS = 100;
-/** A shaped session reads ahead at most this many bytes beyond what it has written. */
-const SHAPER_QUEUE_BYTES = 1024 * 1024;
 
 /** Errors that mean the peer went away; they end one session and concern nobody else. */
 function isPeerGone(error: unknown): boolean {
@@ -74,6 +70,12 @@ interface Session {
   closedBy?: CloseReason;
   /** A shaped session's writer timer while it waits for a chunk's time (for ref/unref). */
   timer?: number;
+  /** While a write is under way: a cut then waits for it (up to CUT_FLUSH_MS) before closing. */
+  writing?: boolean;
+  /** A shaped session's own cut (flush its queue, then close); see #cut. */
+  cut?: () => void;
+  /** Closes a cut session whose write does not finish in time. */
+  flushTimer?: ReturnType<typeof setTimeout>;
 }
 
 /** What a server shares with servers on other threads (a main thread and its workers). */
@@ -344,7 +346,17 @@ class StreamServer implements EchoServer {
       if (session.closedBy) {
         // the bytes that came with the PROXY header reached the byte cap
       } else if (this.#policy.shaper) {
-        bytes += await this.#shapedEcho(session, id, remoteAddr, bytes);
+        bytes += await shapedEcho(session, {
+          id,
+          options,
+          stats,
+          counters,
+          remoteAddr,
+          shaper: this.#policy.shaper,
+          // Bytes already echoed (those that came with a PROXY header) count towards the cap.
+          maxBytes: (this.#policy.maxSessionBytes ?? Infinity) - bytes,
+          refed: () => this.#refed,
+        });
         if (session.closedBy) reason = session.closedBy;
       } else {
         const maxBytes = this.#policy.maxSessionBytes ?? Infinity;
@@ -365,18 +377,28 @@ class StreamServer implements EchoServer {
             turn = -1;
           }
           if (n === null) break;
+          // A read that completes after a cut closed the connection: nothing can be written
+          // back, so it is not counted as read (like the input still queued in the kernel).
+          if (session.closedBy) break;
           session.reads++;
           stats.bytesIn += n;
           counters.bytesIn += n;
           if (n !== view.length) view = buffer.subarray(0, n);
           if (options.onData) callHook(options, options.onData, { id, remoteAddr, data: view });
+          session.writing = true;
           let written = await conn.write(view);
           while (written < n) written += await conn.write(buffer.subarray(written, n));
+          session.writing = false;
           stats.bytesOut += n;
           counters.bytesOut += n;
           bytes += n;
           if (bytes >= maxBytes) {
             reason = session.closedBy = "limit";
+            break;
+          }
+          // Cut while writing (see #cut): what was read is out; close before reading more.
+          if (session.closedBy) {
+            reason = session.closedBy;
             break;
           }
           // Grow while reads fill the buffer; shrink after a run of small reads, so a session
@@ -425,6 +447,7 @@ class StreamServer implements EchoServer {
       turns.leave();
       if (this.#shared) Atomics.sub(this.#shared, 0, 1);
       if (reason === "idle") stats.dropped.idle++;
+      clearTimeout(session.flushTimer);
       try {
         conn.close();
       } catch {
@@ -437,127 +460,6 @@ class StreamServer implements EchoServer {
       }
       this.#maybeFinish();
     }
-  }
-
-  /**
-   * The delay line of a shaped session: one task reads ahead (at most SHAPER_QUEUE_BYTES), the
-   * other writes each chunk at the time the shaper gives it, so delay adds latency without
-   * cutting throughput, and bandwidth paces the echo.
-   */
-  async #shapedEcho(
-    session: Session,
-    id: number,
-    remoteAddr: Deno.NetAddr,
-    echoed: number,
-  ): Promise<number> {
-    const { conn } = session;
-    const options = this.#options;
-    const stats = this.stats;
-    const counters = this.#counters;
-    const shaper = new TcpShaper(this.#policy.shaper!);
-    // `echoed`: bytes already echoed (those that came with a PROXY header) count towards the cap.
-    const maxBytes = (this.#policy.maxSessionBytes ?? Infinity) - echoed;
-    const queue: { data: Uint8Array; at: number }[] = [];
-    let queued = 0;
-    let ended = false;
-    let read = 0;
-    let bytes = 0;
-    let wakeWriter: (() => void) | undefined;
-    let wakeReader: (() => void) | undefined;
-    /** Set when a read fails (peer reset, or the server closed the session): the writer stops. */
-    let failed = false;
-    let readError: unknown;
-    let sleeping: { timer: number; wake: () => void } | undefined;
-    const reader = async () => {
-      try {
-        for (;;) {
-          while (queued >= SHAPER_QUEUE_BYTES && !ended) {
-            await new Promise<void>((r) => (wakeReader = r));
-          }
-          if (ended) break;
-          const buffer = new Uint8Array(Math.min(CROWD_MAX_BUFFER, maxBytes - read));
-          const n = await conn.read(buffer);
-          if (n === null) break;
-          read += n;
-          session.reads++;
-          stats.bytesIn += n;
-          counters.bytesIn += n;
-          const data = buffer.subarray(0, n);
-          if (options.onData) callHook(options, options.onData, { id, remoteAddr, data });
-          queue.push({ data, at: shaper.sendTime(performance.now(), n) });
-          queued += n;
-          wakeWriter?.();
-          if (read >= maxBytes) break; // the writer closes the session once it is all echoed
-        }
-      } catch (error) {
-        // Not rethrown here: nobody awaits the reader while the writer waits for a chunk's time,
-        // and the rejection would be unhandled. Cut the writer's wait short instead.
-        failed = true;
-        readError = error;
-        if (sleeping) {
-          clearTimeout(sleeping.timer);
-          sleeping.wake();
-        }
-      } finally {
-        ended = true;
-        wakeWriter?.();
-      }
-    };
-    const writer = async () => {
-      for (;;) {
-        if (failed) return;
-        const next = queue.shift();
-        if (!next) {
-          if (ended) return;
-          await new Promise<void>((r) => (wakeWriter = r));
-          continue;
-        }
-        // Timers may fire up to a millisecond early: wait until the shaper's time has come.
-        for (let wait = next.at - performance.now(); wait > 0 && !failed;) {
-          await new Promise<void>((wake) => {
-            const timer = setTimeout(wake, Math.ceil(wait)) as unknown as number;
-            if (!this.#refed) Deno.unrefTimer(timer);
-            session.timer = timer;
-            sleeping = { timer, wake };
-          });
-          sleeping = session.timer = undefined;
-          wait = next.at - performance.now();
-        }
-        if (failed) return;
-        let written = 0;
-        while (written < next.data.length) {
-          written += await conn.write(next.data.subarray(written));
-        }
-        queued -= next.data.length;
-        wakeReader?.();
-        stats.bytesOut += next.data.length;
-        counters.bytesOut += next.data.length;
-        bytes += next.data.length;
-        if (bytes >= maxBytes) {
-          session.closedBy = "limit";
-          conn.close();
-          return;
-        }
-      }
-    };
-    const reading = reader();
-    try {
-      await writer();
-    } catch (error) {
-      // The writer failed: close the connection and release the reader wherever it waits.
-      ended = true;
-      try {
-        conn.close();
-      } catch {
-        // already closed
-      }
-      wakeReader?.();
-      await reading;
-      throw error;
-    }
-    await reading;
-    if (failed) throw readError;
-    return bytes;
   }
 
   /** Closes sessions idle or open too long. Runs only when such a limit is set. */
@@ -574,14 +476,38 @@ class StreamServer implements EchoServer {
         : maxSessionTime && now - session.started >= maxSessionTime
         ? "limit"
         : undefined;
-      if (reason && !session.closedBy) {
-        session.closedBy = reason;
-        try {
-          session.conn.close();
-        } catch {
-          // already closed
-        }
+      if (reason) this.#cut(session, reason);
+    }
+  }
+
+  /**
+   * Ends a session the server gives up on (idle, time limit, end of the grace period) without
+   * dropping what it has read: a write under way may finish (for up to CUT_FLUSH_MS; a shaped
+   * session flushes its queue unpaced), then the connection is closed while a read is pending (a
+   * read that completes after that is discarded, uncounted, like input still in the kernel).
+   *
+   * Not a reset: Deno's close shuts the write half down first (tokio's OwnedWriteHalf drop:
+   * `shutdown(SHUT_WR)`, then `close`), so the peer gets a FIN; with input still unread, Linux
+   * then sends a RST, which makes the peer's later reads or writes fail and may discard echo it
+   * had not read yet. Deno.Conn has no SO_LINGER, so a RST-only abort is not available here.
+   */
+  #cut(session: Session, reason: CloseReason): void {
+    if (session.closedBy) return;
+    session.closedBy = reason;
+    const close = () => {
+      try {
+        session.conn.close();
+      } catch {
+        // already closed
       }
+    };
+    if (session.cut && reason !== "idle") {
+      session.cut();
+    } else if (session.writing && reason !== "idle") {
+      session.flushTimer = setTimeout(close, CUT_FLUSH_MS);
+      if (!this.#refed) Deno.unrefTimer(session.flushTimer as unknown as number);
+    } else {
+      close();
     }
   }
 
@@ -616,14 +542,7 @@ class StreamServer implements EchoServer {
       this.#headerAbort.abort(); // connections still waiting for a PROXY header are closed
       if (this.#sessions.size > 0) {
         this.#graceTimer = setTimeout(() => {
-          for (const session of this.#sessions) {
-            session.closedBy ??= "shutdown";
-            try {
-              session.conn.close();
-            } catch {
-              // already closed
-            }
-          }
+          for (const session of this.#sessions) this.#cut(session, "shutdown");
         }, this.#options.gracePeriod ?? DEFAULT_GRACE_PERIOD);
       }
       this.#maybeFinish();

@@ -13,16 +13,22 @@
  * @module
  */
 
+import {
+  checkMilliseconds,
+  checkNumber,
+  checkOptionsObject,
+  formatMs as ms,
+} from "./_impair_check.ts";
 import { Random, randomSeed } from "./_random.ts";
-import type { ImpairOptions, TcpShaperOptions } from "./types.ts";
+import type { ImpairOptions } from "./types.ts";
 export type { ImpairOptions, TcpShaperOptions } from "./types.ts";
+
+export { isShaping, TcpShaper, validateTcpShaperOptions } from "./_tcp_shaper.ts";
 
 /** How many replies held back for reordering that a held reply waits for before it goes out. */
 const REORDER_OVERTAKES = 3;
 /** The longest a reply held back for reordering waits past its own send time, in ms. */
 const REORDER_HOLD_MS = 100;
-/** The largest delay or jitter accepted, in ms (one day; timers overflow past 2^31 − 1 ms). */
-const MAX_DELAY_MS = 86_400_000;
 const MAX_SEED = 0xffff_ffff;
 
 /**
@@ -55,36 +61,11 @@ export const DEFAULT_MAX_HELD = 4096;
  */
 export type ImpairSend<A> = (data: Uint8Array, to: A, key: string) => void;
 
-function checkNumber(options: Record<string, unknown>, name: string): number | undefined {
-  const value = options[name];
-  if (value === undefined) return undefined;
-  if (typeof value !== "number") {
-    throw new TypeError(`${name} must be a number, got ${typeof value}`);
-  }
-  return value;
-}
-
 function checkProbability(options: Record<string, unknown>, name: string): void {
   const value = checkNumber(options, name);
   if (value !== undefined && !(value >= 0 && value <= 1)) {
     throw new RangeError(`${name} must be a probability between 0 and 1, got ${value}`);
   }
-}
-
-function checkMilliseconds(options: Record<string, unknown>, name: string): void {
-  const value = checkNumber(options, name);
-  if (value !== undefined && !(value >= 0 && value <= MAX_DELAY_MS)) {
-    throw new RangeError(`${name} must be between 0 and ${MAX_DELAY_MS} ms, got ${value}`);
-  }
-}
-
-function checkOptionsObject(options: unknown): Record<string, unknown> {
-  if (typeof options !== "object" || options === null) {
-    throw new TypeError(
-      `options must be an object, got ${options === null ? "null" : typeof options}`,
-    );
-  }
-  return options as Record<string, unknown>;
 }
 
 /**
@@ -150,10 +131,6 @@ export function isImpairing(options: ImpairOptions): boolean {
 
 function percent(p: number): string {
   return `${+(p * 100).toFixed(4)}%`;
-}
-
-function ms(value: number): string {
-  return `${+value.toFixed(3)}ms`;
 }
 
 /** Timer length for an absolute time; the slack keeps float noise from adding a whole ms. */
@@ -685,180 +662,5 @@ export class UdpImpairment<A> {
         }
       }
     }
-  }
-}
-
-/**
- * Checks TCP shaping options.
- *
- * @param options The options to check.
- * @throws {TypeError} If `options` is not an object or a field is not a number.
- * @throws {RangeError} If a field is out of range, e.g.
- * `bandwidth must be a positive finite number of bytes per second, got 0`.
- *
- * @example
- * ```ts
- * import { validateTcpShaperOptions } from "./impair.ts";
- *
- * validateTcpShaperOptions({ delay: 20, bandwidth: 1_000_000 });
- * ```
- */
-export function validateTcpShaperOptions(options: TcpShaperOptions): void {
-  const o = checkOptionsObject(options);
-  checkMilliseconds(o, "delay");
-  const bandwidth = checkNumber(o, "bandwidth");
-  if (bandwidth !== undefined && !(bandwidth > 0 && Number.isFinite(bandwidth))) {
-    throw new RangeError(
-      `bandwidth must be a positive finite number of bytes per second, got ${bandwidth}`,
-    );
-  }
-  const burst = checkNumber(o, "burst");
-  if (burst !== undefined && !(burst >= 1 && Number.isFinite(burst))) {
-    throw new RangeError(`burst must be a finite number of bytes of at least 1, got ${burst}`);
-  }
-}
-
-/**
- * Whether TCP shaping options ask for anything (delay or bandwidth). When false, create no
- * {@linkcode TcpShaper}.
- *
- * @param options The options.
- * @returns True if `delay` is above zero or `bandwidth` is set.
- *
- * @example
- * ```ts
- * import { isShaping } from "./impair.ts";
- *
- * console.log(isShaping({}), isShaping({ bandwidth: 1000 })); // false true
- * ```
- */
-export function isShaping(options: TcpShaperOptions): boolean {
-  return (options.delay ?? 0) > 0 || options.bandwidth !== undefined;
-}
-
-/**
- * Decides when each chunk of one TCP stream may be written back: not before it was received plus
- * `delay`, paced by a token bucket at `bandwidth` bytes per second, and never before the previous
- * chunk (so order is kept). Use one per connection (per direction). It holds no timers and no
- * data: the caller waits until the returned time.
- *
- * Token bucket: it starts full (`burst` bytes) and refills at `bandwidth`. A chunk may go once the
- * bucket holds its size, or is full for a chunk larger than the bucket; it then takes its whole
- * size (the bucket goes into debt for a larger chunk), so the long-run rate is exactly `bandwidth`.
- * Hence for chunks i <= j no larger than `burst`:
- * bytes(i..j) <= burst + bandwidth × (time(j) − time(i)) / 1000.
- *
- * @example 1000 B/s, 100-byte chunks all received at once
- * ```ts
- * import { TcpShaper } from "./impair.ts";
- *
- * const shaper = new TcpShaper({ bandwidth: 1000, burst: 100 });
- * console.log([0, 1, 2].map(() => shaper.sendTime(0, 100))); // [0, 100, 200]
- * ```
- */
-export class TcpShaper {
-  /** The added delay in ms. */
-  readonly delay: number;
-  /** The pacing rate in bytes per second, or undefined for unlimited. */
-  readonly bandwidth: number | undefined;
-  /** The token-bucket depth in bytes (Infinity when unlimited). */
-  readonly burst: number;
-  #tokens: number;
-  #at = -Infinity;
-  #last = -Infinity;
-
-  /**
-   * Creates a shaper.
-   *
-   * @param options Delay, bandwidth and burst; checked with {@linkcode validateTcpShaperOptions}.
-   * @throws {TypeError} If an option is not a number.
-   * @throws {RangeError} If an option is out of range.
-   *
-   * @example
-   * ```ts
-   * import { TcpShaper } from "./impair.ts";
-   *
-   * const shaper = new TcpShaper({ delay: 20 });
-   * console.log(shaper.sendTime(1000, 512)); // 1020
-   * ```
-   */
-  constructor(options: TcpShaperOptions) {
-    validateTcpShaperOptions(options);
-    this.delay = options.delay ?? 0;
-    this.bandwidth = options.bandwidth;
-    this.burst = options.burst ??
-      (this.bandwidth === undefined
-        ? Infinity
-        : Math.max(1, Math.min(16_384, this.bandwidth / 100)));
-    this.#tokens = this.burst;
-  }
-
-  /**
-   * When a chunk received at `receivedAt` may be written. Call it once per chunk, in stream
-   * order: each call takes the chunk's bytes from the bucket.
-   *
-   * @param receivedAt When the chunk was read, in ms on the `performance.now()` timeline.
-   * @param bytes The chunk's length in bytes.
-   * @returns The write time in ms (same timeline): at least `receivedAt + delay`, and never
-   * before the time returned for the previous chunk.
-   * @throws {RangeError} If `receivedAt` is not finite or `bytes` is negative or not finite.
-   *
-   * @example
-   * ```ts
-   * import { TcpShaper } from "./impair.ts";
-   *
-   * const shaper = new TcpShaper({ delay: 10, bandwidth: 1_000_000 });
-   * const at = shaper.sendTime(performance.now(), 1500);
-   * const wait = Math.max(0, at - performance.now());
-   * console.log(`write in ${wait.toFixed(1)} ms`);
-   * ```
-   */
-  sendTime(receivedAt: number, bytes: number): number {
-    if (!Number.isFinite(receivedAt)) {
-      throw new RangeError(`receivedAt must be a finite time in ms, got ${receivedAt}`);
-    }
-    if (!(bytes >= 0 && Number.isFinite(bytes))) {
-      throw new RangeError(`bytes must be a finite number of at least 0, got ${bytes}`);
-    }
-    let t = Math.max(receivedAt + this.delay, this.#last);
-    if (this.bandwidth !== undefined) {
-      const perMs = this.bandwidth / 1000;
-      let tokens = this.#at === -Infinity
-        ? this.burst
-        : Math.min(this.burst, this.#tokens + (t - this.#at) * perMs);
-      const need = Math.min(bytes, this.burst);
-      if (tokens < need) {
-        t += (need - tokens) / perMs;
-        tokens = need;
-      }
-      this.#tokens = tokens - bytes;
-      this.#at = t;
-    }
-    this.#last = t;
-    return t;
-  }
-
-  /**
-   * A one-line summary for a ready line, e.g. `delay 20ms, bandwidth 125000 B/s`.
-   *
-   * @returns The summary.
-   *
-   * @example
-   * ```ts
-   * import { TcpShaper } from "./impair.ts";
-   *
-   * console.log(new TcpShaper({ delay: 20, bandwidth: 125000 }).describe());
-   * ```
-   */
-  describe(): string {
-    const parts: string[] = [];
-    if (this.delay > 0) parts.push(`delay ${ms(this.delay)}`);
-    if (this.bandwidth !== undefined) {
-      parts.push(`bandwidth ${+this.bandwidth.toFixed(3)} B/s`);
-      if (this.burst !== Math.max(1, Math.min(16_384, this.bandwidth / 100))) {
-        parts.push(`burst ${+this.burst.toFixed(3)} B`);
-      }
-    }
-    return parts.length === 0 ? "no shaping" : parts.join(", ");
   }
 }

@@ -88,6 +88,8 @@ const SPEC: CliSpec = {
       "tls-cert FILE":
         "serve TLS instead of plain TCP with this PEM certificate chain (needs --tls-key)",
       "tls-key FILE": "the certificate's PEM private key (unencrypted)",
+      "handshake-timeout DURATION":
+        "with --tls-cert: close a connection whose handshake is not done by then (default 10s; 0 = none)",
       "unix PATH": "serve on a Unix domain socket at PATH instead (stale socket replaced)",
     }),
     ...flagTable("WebSocket and the live page", {
@@ -108,7 +110,8 @@ const SPEC: CliSpec = {
         "TCP sessions open at once; more are closed at once (default 4096, fd-limited)",
       "idle-timeout DURATION": "close a TCP session silent for this long (default 5m; 0 = off)",
       "max-session-bytes N": "close a TCP session after echoing N bytes (default: no cap)",
-      "max-session-time DURATION": "close a TCP session after this long (default: no cap)",
+      "max-session-time DURATION":
+        "cut a TCP session after this long (default: no cap; what was read is echoed first)",
       "udp-rate N":
         "datagrams/s answered per source (default 1000 off loopback, off on it; 0 = off)",
     }),
@@ -137,7 +140,7 @@ const SPEC: CliSpec = {
       "jitter DURATION":
         "draw each UDP delay from DELAY ± DURATION (median DELAY; reorders, as netem does)",
       "bandwidth BYTES/S":
-        "TCP: echo at most this many bytes per second (k, M, G suffixes: 1M = 10^6)",
+        "TCP: echo at most this many bytes/s from the first byte, in bursts of 10 ms worth (at most 16 KiB; 640 B at 64k); k, M, G: 1M = 10^6",
       "jitter-keep-order":
         "with --jitter: keep replies in order (delays then crowd towards DELAY + JITTER)",
       "seed N": "seed of the impairment generator (0..4294967295), for reproducible runs",
@@ -379,8 +382,15 @@ async function transportOptions(
   } else if (tls) {
     const cert = await readPemFile(certFile!, "--tls-cert", "certificate");
     const key = await readPemFile(keyFile!, "--tls-key", "key");
-    options.tls = { cert, key } satisfies TlsServerOptions;
+    const handshake = values["handshake-timeout"] as string | undefined;
+    const handshakeTimeout = handshake === undefined
+      ? undefined
+      : parseDurationFlag(handshake, "--handshake-timeout");
+    options.tls = { cert, key, handshakeTimeout } satisfies TlsServerOptions;
     options.transport = "tcp";
+  }
+  if (!tls && values["handshake-timeout"] !== undefined) {
+    throw new UsageError("--handshake-timeout applies to --tls-cert only");
   }
 }
 

@@ -32,6 +32,7 @@ import {
 } from "./_util.ts";
 import { connectAnyAddress } from "./_tcp_connect.ts";
 import { proxyHeaderFor } from "./proxy_protocol.ts";
+import { DEFAULT_HANDSHAKE_TIMEOUT, TlsRelayListener } from "./_tls_relay.ts";
 
 /**
  * Starts a TCP echo server (RFC 862): every byte is echoed, in order, until the client closes; when
@@ -77,13 +78,45 @@ export function serveTcpEcho(options: TcpEchoOptions = {}): EchoServer {
     // Plain TCP binds two listeners sharing the port where it can: two accept queues (_tcp_listen.ts).
     // A `once` server needs no queue for a crowd, and must refuse the second client at once.
     listener = tls
-      ? Deno.listenTls({ hostname, port, transport: "tcp", cert: tls.cert, key: tls.key })
+      ? Deno.listen({ hostname, port, transport: "tcp" })
       : listenTcp(hostname, port, { queues: options.once ? 1 : undefined });
   } catch (error) {
-    if (tls && isTlsMaterialError(error)) throw tlsMaterialError(error);
     throw listenError(error, { hostname, port, transport: "tcp" });
   }
-  return serveStreamListener(listener, options, policy.stream, tls ? { secure: true } : {});
+  if (!tls) return serveStreamListener(listener, options, policy.stream);
+  const { handshakeTimeout } = tls;
+  if (
+    handshakeTimeout !== undefined &&
+    !(typeof handshakeTimeout === "number" && handshakeTimeout >= 0 && handshakeTimeout < 2 ** 31)
+  ) {
+    (listener as Deno.Listener).close();
+    throw new RangeError(
+      `tls.handshakeTimeout must be a duration of 0 ms or more, got ${handshakeTimeout}`,
+    );
+  }
+  // TLS is served through a relay to an inner TLS listener (see _tls_relay.ts for why).
+  let inner: Deno.TlsListener;
+  try {
+    inner = Deno.listenTls({
+      hostname: "127.0.0.1",
+      port: 0,
+      transport: "tcp",
+      cert: tls.cert,
+      key: tls.key,
+    });
+  } catch (error) {
+    (listener as Deno.Listener).close();
+    if (isTlsMaterialError(error)) throw tlsMaterialError(error);
+    throw listenError(error, { hostname: "127.0.0.1", port: 0, transport: "tcp" });
+  }
+  const relay = new TlsRelayListener(
+    listener as Deno.TcpListener,
+    inner,
+    tls.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
+  );
+  return serveStreamListener(relay as unknown as Deno.Listener, options, policy.stream, {
+    secure: true,
+  });
 }
 
 /** Options of every echo client. */

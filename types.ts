@@ -215,7 +215,8 @@ export interface TcpShaperOptions {
   bandwidth?: number;
   /**
    * Token-bucket depth in bytes (>= 1): how much may go out back to back after an idle spell.
-   * Default: 10 ms worth of `bandwidth`, at most 16 KiB, at least 1 byte.
+   * Default: 10 ms worth of `bandwidth`, at most 16 KiB, at least 1 byte. The shaped session
+   * writes in pieces of at most this size, so its echo never runs ahead of the rate by more.
    */
   burst?: number;
 }
@@ -242,6 +243,11 @@ export interface TlsServerOptions {
   cert: string;
   /** The private key, PEM (`-----BEGIN PRIVATE KEY-----`, PKCS #8, RSA or EC), unencrypted. */
   key: string;
+  /**
+   * A session whose TLS handshake has not completed after this long (ms) is closed, idle or
+   * not. Default 10,000; 0 = no deadline of its own (the idle timeout still applies).
+   */
+  handshakeTimeout?: number;
 }
 
 /** A bound WebSocket listener. */
@@ -377,7 +383,14 @@ export interface EchoServerOptions<A extends EchoAddr = Deno.NetAddr> extends Ec
   port?: number;
   /** Aborting it shuts the server down, like calling `shutdown()`. */
   signal?: AbortSignal;
-  /** How long `shutdown()` lets TCP sessions finish before closing them, in ms. Default 3000. */
+  /**
+   * How long `shutdown()` lets TCP sessions finish before cutting them, in ms. Default 3000. A cut
+   * (also `maxSessionTime`, `maxSessionBytes`) stops reading, writes out everything already read
+   * (a write under way may take up to 1 s more; a shaped session's queue goes out unpaced), then
+   * closes. Deno's close sends a FIN; with input still unread Linux follows it with a reset,
+   * which may also discard echo the peer had not read yet. So a peer cut short sees a FIN or a
+   * reset: compare the echo with what was sent.
+   */
   gracePeriod?: number;
   /** Serve a single exchange, then stop: one TCP session until the client closes, or one datagram. */
   once?: boolean;
@@ -395,9 +408,12 @@ export interface EchoServerOptions<A extends EchoAddr = Deno.NetAddr> extends Ec
   maxConnections?: number;
   /** A TCP session with no traffic for this long (ms) is closed. Default 5 minutes; 0 = off. */
   idleTimeout?: number;
-  /** A TCP session is closed once it has echoed this many bytes. Default: no cap. */
+  /**
+   * A TCP session is closed once it has echoed this many bytes (never reads past them; input
+   * beyond stays unread, a cut as under `gracePeriod`). Default: no cap.
+   */
   maxSessionBytes?: number;
-  /** A TCP session is closed after this long (ms). Default: no cap. */
+  /** A TCP session is cut after this long (ms), as under `gracePeriod`. Default: no cap. */
   maxSessionTime?: number;
   /**
    * UDP datagrams answered per second per source address (token bucket; excess dropped and
@@ -440,13 +456,22 @@ export interface EchoServerOptions<A extends EchoAddr = Deno.NetAddr> extends Ec
 
 /** Impairment options: the UDP ones, plus `bandwidth` (bytes/s) which applies to TCP. */
 export interface EchoImpairOptions extends ImpairOptions {
-  /** TCP: echo at most this many bytes per second. */
+  /**
+   * TCP: echo at most this many bytes per second, from the first byte: the echo is written in
+   * pieces of at most the burst (10 ms worth, at most 16 KiB, at least 1 byte; 640 B at
+   * 64,000 B/s), so it never runs ahead of the rate by more than that.
+   */
   bandwidth?: number;
 }
 
 /** Options of `serveTcpEcho`. */
 export interface TcpEchoOptions extends EchoServerOptions {
-  /** Serve echo over TLS with this certificate and key (`Deno.listenTls`). Default: plain TCP. */
+  /**
+   * Serve echo over TLS with this certificate and key. Default: plain TCP. Clients connect to a
+   * plain TCP listener relayed to an inner `Deno.listenTls` on 127.0.0.1 (see _tls_relay.ts: a
+   * `Deno.TlsConn` closed before its handshake keeps its socket), so a connection refused, idle
+   * or timed out is closed whatever its handshake's state.
+   */
   tls?: TlsServerOptions;
 }
 
