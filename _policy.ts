@@ -12,7 +12,13 @@ import {
   validateImpairOptions,
   validateTcpShaperOptions,
 } from "./impair.ts";
-import { DEFAULT_LIMITS, defaultUdpRate, effectiveMaxConnections, RateLimiter } from "./limits.ts";
+import {
+  DEFAULT_LIMITS,
+  defaultUdpRate,
+  effectiveMaxConnections,
+  RateLimiter,
+  SourceSlots,
+} from "./limits.ts";
 import { LoopGuard } from "./loop_guard.ts";
 import type { EchoServerOptions, RejectReason } from "./serve.ts";
 
@@ -58,6 +64,10 @@ export interface StreamPolicy {
  */
 export function streamPolicy(options: EchoServerOptions): StreamPolicy {
   checkCount(options.maxConnections, "maxConnections", 1);
+  checkCount(options.maxPerSource, "maxPerSource", 0);
+  if (options.perSourcePrefix6 !== undefined) {
+    new SourceSlots({ max: 1, prefix6: options.perSourcePrefix6 });
+  }
   checkMs(options.idleTimeout, "idleTimeout");
   checkCount(options.maxSessionBytes, "maxSessionBytes", 1);
   checkMs(options.maxSessionTime, "maxSessionTime");

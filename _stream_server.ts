@@ -9,6 +9,7 @@
 import { callHook, reportError } from "./_hooks.ts";
 import { type StreamPolicy, streamPolicy } from "./_policy.ts";
 import { TcpShaper } from "./impair.ts";
+import { defaultMaxPerSource, SourceSlots } from "./limits.ts";
 import { readTurns as turns } from "./_turns.ts";
 import type { CloseReason, EchoServer, EchoServerOptions, ListenInfo } from "./serve.ts";
 import { DEFAULT_GRACE_PERIOD } from "./serve.ts";
@@ -105,6 +106,7 @@ class StreamServer implements EchoServer {
   #listeners: readonly Deno.Listener[];
   #options: EchoServerOptions;
   #policy: StreamPolicy;
+  #slots?: SourceSlots;
   #sessions = new Set<Session>();
   #accepting = true;
   #acceptLoops = 0;
@@ -131,6 +133,13 @@ class StreamServer implements EchoServer {
     this.#options = options;
     this.stats = options.stats ?? createStats();
     this.addr = this.#listeners[0].addr as Deno.NetAddr;
+    // Per-source slots: on by default only when bound to a non-loopback address (decided from
+    // the address bound, not the text asked for); Unix sockets have no source address.
+    const perSource = options.maxPerSource ??
+      (this.addr.hostname === undefined ? undefined : defaultMaxPerSource(this.addr.hostname));
+    if (perSource && perSource < Infinity) {
+      this.#slots = new SourceSlots({ max: perSource, prefix6: options.perSourcePrefix6 });
+    }
     const shaper = this.#policy.shaper;
     this.listeners = [{
       transport: "tcp",
@@ -157,6 +166,7 @@ class StreamServer implements EchoServer {
   async #acceptLoop(listener: Deno.Listener): Promise<void> {
     this.#acceptLoops++;
     const { acl, maxConnections } = this.#policy;
+    const slots = this.#slots;
     while (this.#accepting) {
       let conn: Deno.Conn;
       try {
@@ -174,9 +184,13 @@ class StreamServer implements EchoServer {
         continue;
       }
       const remote = conn.remoteAddr as Deno.NetAddr;
-      let refused: "acl" | "limit" | undefined;
+      let refused: "acl" | "source" | "limit" | undefined;
+      /** The slot this session holds in its source's count, given back when it ends. */
+      let slot: string | undefined;
       if (acl && remote.hostname !== undefined && !acl.matches(remote.hostname)) {
         refused = "acl";
+      } else if (slots && (slot = slots.acquire(remote.hostname)) === undefined) {
+        refused = "source";
       } else if (this.#shared) {
         // The cap counts the sessions of every thread; a session counted here is uncounted when
         // it ends (#session's finally).
@@ -188,7 +202,9 @@ class StreamServer implements EchoServer {
         refused = "limit";
       }
       if (refused) {
-        this.stats.dropped[refused]++;
+        if (slot !== undefined && refused !== "source") slots!.release(slot);
+        const dropped = this.stats.dropped;
+        dropped[refused] = (dropped[refused] ?? 0) + 1;
         try {
           conn.close();
         } catch {
@@ -204,7 +220,8 @@ class StreamServer implements EchoServer {
         continue;
       }
       if (this.#options.once) this.#stopAccepting();
-      void this.#session(conn, this.#nextId);
+      const session = this.#session(conn, this.#nextId);
+      if (slot !== undefined) void session.finally(() => slots!.release(slot!));
       this.#nextId += this.#idStep;
     }
     this.#acceptLoops--;

@@ -630,6 +630,37 @@ export function isBroadcastOrMulticast(address: string): boolean {
   return kind === "broadcast" || kind === "multicast";
 }
 
+/**
+ * The network an address belongs to, as text, for counting clients per source: an IPv4 (or
+ * IPv4-mapped) address is its own network (`192.0.2.1`), an IPv6 address is cut to its first
+ * `prefix6` bits (`2001:db8:1:2::/64` for the default 64, the usual size of one site's or one
+ * host's allocation). A zone id is ignored.
+ *
+ * @example
+ * ```ts
+ * import { sourceNetwork } from "./cidr.ts";
+ *
+ * console.log(sourceNetwork("::ffff:192.0.2.1")); // "192.0.2.1"
+ * console.log(sourceNetwork("2001:db8:1:2:aaaa::1")); // "2001:db8:1:2::/64"
+ * console.log(sourceNetwork("2001:db8:1:2:aaaa::1", 128)); // "2001:db8:1:2:aaaa::1/128"
+ * console.log(sourceNetwork("example.com")); // undefined
+ * ```
+ *
+ * @param address An IP literal, as a socket reports it.
+ * @param prefix6 How many leading bits of an IPv6 address name its network, 0-128. Default 64.
+ * @returns The network, or `undefined` when `address` is not an IP literal.
+ * @throws {RangeError} When `prefix6` is not a whole number 0-128.
+ */
+export function sourceNetwork(address: string, prefix6 = 64): string | undefined {
+  if (!Number.isInteger(prefix6) || prefix6 < 0 || prefix6 > 128) {
+    throw new RangeError(`prefix6 must be a whole number from 0 to 128, got ${prefix6}`);
+  }
+  if (typeof address !== "string" || parseAddress(address) === 0) return undefined;
+  if (wordsAreMapped()) return formatIPv4(WORDS[3]);
+  for (let k = 0; k < 4; k++) WORDS[k] &= maskWord(prefix6, k);
+  return `${formatIPv6(WORDS)}/${prefix6}`;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Rules from text and files.
 

@@ -63,8 +63,12 @@ export interface DataInfo {
 /** Why a TCP session ended. */
 export type CloseReason = "eof" | "reset" | "shutdown" | "error" | "idle" | "limit";
 
-/** Why a connection or datagram was refused. */
-export type RejectReason = "limit" | "acl" | "guard" | "rate";
+/**
+ * Why a connection or datagram was refused: `limit` (maxConnections), `source` (maxPerSource),
+ * `fd` (no file descriptor left to accept with), `acl`, `guard` (loop and reflection guard),
+ * `loop` (a datagram bounced back and forth with another echo service), `rate` (udpRate).
+ */
+export type RejectReason = "limit" | "source" | "fd" | "acl" | "guard" | "loop" | "rate";
 
 /** A TCP connection closed at once, or a datagram left unanswered, by a policy. */
 export interface RejectInfo {
@@ -146,6 +150,15 @@ export interface EchoServerOptions extends EchoHooks {
    * 4096, lowered to fit the file-descriptor limit when it can be read.
    */
   maxConnections?: number;
+  /**
+   * Most TCP sessions open at once from one source: an IPv4 address, or an IPv6 /64 (see
+   * `perSourcePrefix6`); beyond it new ones are closed at once and counted as `source`. Default
+   * 64 when bound to a non-loopback address, off on loopback (decided from the bound address);
+   * 0 = off. With `workers`, each thread counts its own sessions.
+   */
+  maxPerSource?: number;
+  /** Leading bits of an IPv6 address that name one source for `maxPerSource`, 0-128. Default 64. */
+  perSourcePrefix6?: number;
   /** A TCP session with no traffic for this long (ms) is closed. Default 5 minutes; 0 = off. */
   idleTimeout?: number;
   /** A TCP session is closed once it has echoed this many bytes. Default: no cap. */

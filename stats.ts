@@ -16,6 +16,15 @@ export interface DropCounters {
   guard: number;
   /** Datagrams dropped by the per-source rate limit. */
   rate: number;
+  /**
+   * TCP sessions closed at once because their source held `maxPerSource` sessions. Present once
+   * counted (servers that never refuse this way keep the five counters above).
+   */
+  source?: number;
+  /** TCP connections accepted and closed at once because no file descriptor was left. Present once counted. */
+  fd?: number;
+  /** Datagrams not answered because they bounced back and forth with another echo service. Present once counted. */
+  loop?: number;
 }
 
 /** Counters kept by every echo server; the handle exposes them as `stats`. */
