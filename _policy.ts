@@ -19,7 +19,7 @@ import {
   RateLimiter,
   SourceSlots,
 } from "./limits.ts";
-import { LoopGuard } from "./loop_guard.ts";
+import { BounceDetector, LoopGuard } from "./loop_guard.ts";
 import type { EchoServerOptions, RejectReason } from "./serve.ts";
 
 function checkCount(value: number | undefined, name: string, min: number): void {
@@ -84,12 +84,16 @@ export function streamPolicy(options: EchoServerOptions): StreamPolicy {
   };
 }
 
-/** Decides, per datagram, whether it is answered: loop guard, then allow-list, then rate. */
+/**
+ * Decides, per datagram, whether it is answered: loop guard, then allow-list, then the echo-loop
+ * detector, then rate.
+ */
 export class DatagramPolicy {
   /** For a `guard` refusal: which rule (`blocked-port`, `port-zero`, `broadcast`, ...). */
   detail: string | undefined;
   #guard?: LoopGuard;
   #acl?: CidrList;
+  #bounce?: BounceDetector;
   #rate?: RateLimiter;
 
   /**
@@ -105,6 +109,8 @@ export class DatagramPolicy {
         ...(guard === true ? {} : guard),
         localPort: local.port,
       });
+      const bounce = guard === true ? undefined : guard.bounce;
+      if (bounce !== false) this.#bounce = new BounceDetector(bounce);
     }
     if (options.allow) this.#acl = new CidrList(options.allow);
     const rate = options.udpRate ?? defaultUdpRate(local.hostname);
@@ -113,7 +119,7 @@ export class DatagramPolicy {
 
   /** Whether any stage is on. */
   get active(): boolean {
-    return Boolean(this.#guard || this.#acl || this.#rate);
+    return Boolean(this.#guard || this.#acl || this.#bounce || this.#rate);
   }
 
   /**
@@ -121,14 +127,18 @@ export class DatagramPolicy {
    *
    * @param hostname The source address.
    * @param port The source port.
+   * @param data The payload, for the echo-loop detector (which reads a few bytes of it).
    * @returns Why it is refused, or undefined to answer it.
    */
-  check(hostname: string, port: number): RejectReason | undefined {
+  check(hostname: string, port: number, data?: Uint8Array): RejectReason | undefined {
     if (this.#guard) {
       this.detail = this.#guard.check(hostname, port);
       if (this.detail) return "guard";
     }
     if (this.#acl && !this.#acl.matches(hostname)) return "acl";
+    if (this.#bounce && data && this.#bounce.check(hostname, port, data)) {
+      return "loop";
+    }
     if (this.#rate && !this.#rate.take(hostname, performance.now())) return "rate";
     return undefined;
   }

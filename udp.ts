@@ -124,9 +124,9 @@ class UdpServer implements EchoServer {
       const { data, addr } = datagram;
       stats.datagramsIn++;
       stats.bytesIn += data.length;
-      const refused = policy?.check(addr.hostname, addr.port);
+      const refused = policy?.check(addr.hostname, addr.port, data);
       if (refused) {
-        stats.dropped[refused]++;
+        stats.dropped[refused] = (stats.dropped[refused] ?? 0) + 1;
         if (options.onReject) {
           callHook(options, options.onReject, {
             transport: "udp",
