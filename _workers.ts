@@ -276,7 +276,7 @@ const COUNTERS = [
   "datagramsOut",
   "errors",
 ] as const;
-const DROPS = ["limit", "idle", "acl", "guard", "rate"] as const;
+const DROPS = ["limit", "source", "fd", "idle", "acl", "guard", "loop", "rate"] as const;
 
 /**
  * Counters that read as the main thread's plus every worker's latest report (workers report
@@ -287,7 +287,8 @@ function totalStats(own: EchoStats, threads: readonly WorkerThread[]): EchoStats
   for (const key of DROPS) {
     Object.defineProperty(dropped, key, {
       enumerable: true,
-      get: () => threads.reduce((sum, t) => sum + (t.stats?.dropped[key] ?? 0), own.dropped[key]),
+      get: () =>
+        threads.reduce((sum, t) => sum + (t.stats?.dropped[key] ?? 0), own.dropped[key] ?? 0),
     });
   }
   const total = { dropped } as EchoStats;
