@@ -9,7 +9,10 @@
  *
  * The spare is a UDP socket on `127.0.0.1`, port 0 (`Deno.listenDatagram`, which needs unstable
  * net); without unstable net it is a TCP listener on `127.0.0.1`, port 0, never accepted from.
- * Either needs only the network permission the server already has, and is never read.
+ * Either needs only network permission for `127.0.0.1`, which a TCP server on loopback or on
+ * every interface has; without it (a Unix socket server given `--allow-net=unix:PATH`, or a
+ * server allowed one other address) no spare is held, nothing is asked for, and the loop backs
+ * off at the limit as before. The spare is never read.
  *
  * @module
  */
@@ -55,7 +58,20 @@ export interface Refusal {
 /** The spare: any descriptor-holding resource. */
 type Spare = { close(): void };
 
+/**
+ * Whether the spare may be opened without asking: a permission prompt (on a terminal, for a
+ * Unix socket server run with `--allow-net=unix:PATH`) must never come from this.
+ */
+function permitted(): boolean {
+  try {
+    return Deno.permissions.querySync({ name: "net", host: "127.0.0.1" }).state === "granted";
+  } catch {
+    return false;
+  }
+}
+
 function openSpare(): Spare | undefined {
+  if (!permitted()) return undefined;
   try {
     const listenDatagram = (Deno as { listenDatagram?: typeof Deno.listenDatagram })
       .listenDatagram;
