@@ -110,8 +110,9 @@ class StreamServer implements EchoServer {
   #slots?: SourceSlots;
   /** A spare descriptor, spent to refuse connections promptly at the descriptor limit. */
   #fdReserve!: FdReserve;
-  /** Accept failures and refusals at the descriptor limit are reported at most once a second. */
+  /** Accept failures, and refusals at the descriptor limit, are each reported at most once a second. */
   #acceptReports = new ReportThrottle(1000);
+  #fdReports = new ReportThrottle(1000);
   #sessions = new Set<Session>();
   #accepting = true;
   #acceptLoops = 0;
@@ -272,7 +273,7 @@ class StreamServer implements EchoServer {
   #countFdRefusal(remote: Deno.NetAddr, error: unknown): void {
     const dropped = this.stats.dropped;
     dropped.fd = (dropped.fd ?? 0) + 1;
-    const suppressed = this.#acceptReports.take();
+    const suppressed = this.#fdReports.take();
     if (suppressed >= 0) {
       const more = suppressed ? ` (and ${suppressed} more in the last second)` : "";
       reportError(
