@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import denoJson from "./deno.json" with { type: "json" };
 import { parseDuration } from "./duration.ts";
 import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./types.ts";
+import { FileTooLargeError, readTextFileCapped } from "./_read_file.ts";
 
 /** The schema version of every `--json` line and object of both CLIs; bumped when a field changes meaning. */
 export const JSON_SCHEMA = 1;
@@ -376,6 +377,9 @@ export function reportFailure(name: string, error: unknown): number {
   return EXIT_FAILURE;
 }
 
+/** The largest PEM file `readPemFile` reads: 1 MiB, hundreds of certificates. */
+const MAX_PEM_BYTES = 1024 * 1024;
+
 /** PEM markers that `readPemFile` looks for. */
 const PEM_MARKERS = {
   certificate: /-----BEGIN CERTIFICATE-----/,
@@ -384,8 +388,8 @@ const PEM_MARKERS = {
 
 /**
  * Reads a PEM file named by a flag (`--tls-cert`, `--tls-key`, `--ca`). A file that is missing,
- * unreadable, encrypted or holds no PEM block of the right kind is a usage error naming the flag and
- * the file; a missing `--allow-read` stays Deno's NotCapable, whose message names that flag.
+ * unreadable, larger than {@linkcode MAX_PEM_BYTES} (`/dev/zero` fails at once), encrypted or holds
+ * no PEM block of the right kind is a usage error naming the flag and the file; a missing `--allow-read` stays Deno's NotCapable, whose message names that flag.
  *
  * @param file The path given.
  * @param flag The flag, for the message.
@@ -399,10 +403,12 @@ export async function readPemFile(
 ): Promise<string> {
   let text: string;
   try {
-    text = await Deno.readTextFile(file);
+    text = await readTextFileCapped(file, MAX_PEM_BYTES);
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) throw error;
-    const why = error instanceof Deno.errors.NotFound
+    const why = error instanceof FileTooLargeError
+      ? `larger than 1 MiB; a PEM ${kind} file is a few KiB`
+      : error instanceof Deno.errors.NotFound
       ? "no such file"
       : error instanceof Deno.errors.IsADirectory
       ? "is a directory"

@@ -12,8 +12,14 @@ import {
   validateImpairOptions,
   validateTcpShaperOptions,
 } from "./impair.ts";
-import { DEFAULT_LIMITS, defaultUdpRate, effectiveMaxConnections, RateLimiter } from "./limits.ts";
-import { LoopGuard } from "./loop_guard.ts";
+import {
+  DEFAULT_LIMITS,
+  DEFAULT_PER_SOURCE_PREFIX6,
+  defaultUdpRate,
+  effectiveMaxConnections,
+  RateLimiter,
+} from "./limits.ts";
+import { BounceDetector, LoopGuard } from "./loop_guard.ts";
 import type { EchoHooks, EchoServerOptions, RejectReason } from "./types.ts";
 
 /** The options the policies are built from: the server options but the hooks, of any address. */
@@ -34,6 +40,13 @@ export interface StreamPolicy {
   maxSessionTime?: number;
   /** TCP delay and bandwidth, when shaping. */
   shaper?: TcpShaperOptions;
+  /**
+   * Most sessions open at once per source as asked for (Infinity = off, from 0); undefined = the
+   * default, which the server decides from the address it bound (`defaultMaxPerSource`).
+   */
+  maxPerSource?: number;
+  /** Leading bits of an IPv6 address that name one source. */
+  perSourcePrefix6: number;
 }
 
 /** Every policy of a server, built once at start-up from its options and passed down. */
@@ -66,6 +79,8 @@ export interface ServerPolicy {
  */
 export function buildPolicy(options: PolicyOptions): ServerPolicy {
   checkWhole("maxConnections", options.maxConnections, 1, { infinite: true });
+  checkWhole("maxPerSource", options.maxPerSource, 0, { infinite: true });
+  checkWhole("perSourcePrefix6", options.perSourcePrefix6, 0, { max: 128 });
   checkDuration("idleTimeout", options.idleTimeout);
   checkWhole("maxSessionBytes", options.maxSessionBytes, 1, { infinite: true });
   checkDuration("maxSessionTime", options.maxSessionTime);
@@ -75,7 +90,13 @@ export function buildPolicy(options: PolicyOptions): ServerPolicy {
   if (options.impair) validateImpairOptions(options.impair);
   const guard = options.loopGuard;
   // The blocked ports are checked here, before anything binds; the guard itself needs the port.
-  if (guard !== undefined && guard !== true && guard !== false) new LoopGuard(guard);
+  if (guard !== undefined && guard !== true && guard !== false) {
+    new LoopGuard(guard);
+    if (guard.bounce) {
+      checkWhole("loopGuard.bounce.bounces", guard.bounce.bounces, 1);
+      checkDuration("loopGuard.bounce.window", guard.bounce.window);
+    }
+  }
   const acl = options.allow ? new CidrList(options.allow) : undefined;
   const fitted = options.maxConnections === undefined
     ? effectiveMaxConnections(DEFAULT_LIMITS.maxConnections)
@@ -88,18 +109,24 @@ export function buildPolicy(options: PolicyOptions): ServerPolicy {
       maxSessionBytes: options.maxSessionBytes,
       maxSessionTime: options.maxSessionTime || undefined,
       shaper: isShaping(shaper) ? shaper : undefined,
+      maxPerSource: options.maxPerSource === 0 ? Infinity : options.maxPerSource,
+      perSourcePrefix6: options.perSourcePrefix6 ?? DEFAULT_PER_SOURCE_PREFIX6,
     },
     acl,
     maxConnectionsLowered: fitted.lowered,
   };
 }
 
-/** Decides, per datagram, whether it is answered: loop guard, then allow-list, then rate. */
+/**
+ * Decides, per datagram, whether it is answered: loop guard, then allow-list, then the echo-loop
+ * detector, then rate.
+ */
 export class DatagramPolicy {
   /** For a `guard` refusal: which rule (`blocked-port`, `port-zero`, `broadcast`, ...). */
   detail: string | undefined;
   #guard?: LoopGuard;
   #acl?: CidrList;
+  #bounce?: BounceDetector;
   #rate?: RateLimiter;
 
   /**
@@ -120,6 +147,8 @@ export class DatagramPolicy {
         ...(guard === true ? {} : guard),
         localPort: local.port,
       });
+      const bounce = guard === true ? undefined : guard.bounce;
+      if (bounce !== false) this.#bounce = new BounceDetector(bounce);
     }
     this.#acl = acl;
     const rate = options.udpRate ?? defaultUdpRate(local.hostname);
@@ -128,7 +157,7 @@ export class DatagramPolicy {
 
   /** Whether any stage is on. */
   get active(): boolean {
-    return Boolean(this.#guard || this.#acl || this.#rate);
+    return Boolean(this.#guard || this.#acl || this.#bounce || this.#rate);
   }
 
   /**
@@ -136,14 +165,18 @@ export class DatagramPolicy {
    *
    * @param hostname The source address.
    * @param port The source port.
+   * @param data The payload, for the echo-loop detector (which reads a few bytes of it).
    * @returns Why it is refused, or undefined to answer it.
    */
-  check(hostname: string, port: number): RejectReason | undefined {
+  check(hostname: string, port: number, data?: Uint8Array): RejectReason | undefined {
     if (this.#guard) {
       this.detail = this.#guard.check(hostname, port);
       if (this.detail) return "guard";
     }
     if (this.#acl && !this.#acl.matches(hostname)) return "acl";
+    if (this.#bounce && data && this.#bounce.check(hostname, port, data)) {
+      return "loop";
+    }
     if (this.#rate && !this.#rate.take(hostname, performance.now())) return "rate";
     return undefined;
   }

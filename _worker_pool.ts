@@ -22,8 +22,7 @@ import type {
   ServeEchoOptions,
 } from "./types.ts";
 import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./types.ts";
-import type { DropCounters, EchoStats } from "./stats.ts";
-import { createStats } from "./stats.ts";
+import { createStats, type DropCounters, type EchoStats } from "./stats.ts";
 import { serveUdpEcho } from "./udp.ts";
 
 /** A message from the main thread to a worker. */
@@ -184,7 +183,7 @@ export async function serveWithWorkers(
     }
   }
   const port = tcp.addr.port;
-  const threads = Array.from({ length: workers - 1 }, (_, i) =>
+  const threads = Array.from({ length: workers - 1 }, () =>
     new WorkerThread(options, {
       type: "start",
       hostname,
@@ -297,7 +296,8 @@ const COUNTERS = [
   "datagramsOut",
   "errors",
 ] as const;
-const DROPS = ["limit", "idle", "acl", "guard", "rate"] as const;
+/** Every refusal reason counted, as createStats makes them. */
+const DROPS = Object.keys(createStats().dropped) as (keyof DropCounters)[];
 
 /**
  * Counters that read as the main thread's plus every worker's latest report (workers report

@@ -127,7 +127,7 @@ class UdpServer implements EchoServer {
       const { data, addr } = datagram;
       stats.datagramsIn++;
       stats.bytesIn += data.length;
-      const refused = policy?.check(addr.hostname, addr.port);
+      const refused = policy?.check(addr.hostname, addr.port, data);
       if (refused) {
         stats.dropped[refused]++;
         if (options.onReject) {
