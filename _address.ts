@@ -63,6 +63,8 @@ export class InvalidHostError extends TypeError {
   readonly reason: InvalidHostReason;
   /** For `"port"`: the port the text held. */
   readonly port?: number;
+  /** The option at fault, as the server options spell it (see `OptionError` in _validate.ts). */
+  readonly option = "hostname";
 
   /**
    * Creates the error.

@@ -21,6 +21,8 @@ import {
 } from "./limits.ts";
 import { BounceDetector, LoopGuard } from "./loop_guard.ts";
 import type { EchoHooks, EchoServerOptions, RejectReason } from "./types.ts";
+import { DEFAULT_HOSTNAME } from "./types.ts";
+import { parseHost } from "./_address.ts";
 
 /** The options the policies are built from: the server options but the hooks, of any address. */
 export type PolicyOptions = Omit<EchoServerOptions, keyof EchoHooks>;
@@ -51,6 +53,11 @@ export interface StreamPolicy {
 
 /** Every policy of a server, built once at start-up from its options and passed down. */
 export interface ServerPolicy {
+  /**
+   * The address to bind, parsed once (`parseHost` in _address.ts): an IP literal in canonical
+   * form (`127.1` is `127.0.0.1`, `[::1]` is `::1`) or a host name in lower case.
+   */
+  hostname: string;
   /** The stream (TCP, TLS, Unix) side. */
   stream: StreamPolicy;
   /** The allow-list, parsed once, for the datagram side too. */
@@ -76,8 +83,13 @@ export interface ServerPolicy {
  * @returns The policies.
  * @throws {RangeError} On a limit out of range (its `option` property names it).
  * @throws {TypeError} On an invalid CIDR rule.
+ * @throws {InvalidHostError} On a `hostname` that cannot be bound as given (`option` is
+ * `hostname`): a port in it, a zone id, stray brackets, control characters.
  */
 export function buildPolicy(options: PolicyOptions): ServerPolicy {
+  const hostname = options.hostname === undefined
+    ? DEFAULT_HOSTNAME
+    : parseHost(options.hostname).hostname;
   checkWhole("maxConnections", options.maxConnections, 1, { infinite: true });
   checkWhole("maxPerSource", options.maxPerSource, 0, { infinite: true });
   checkWhole("perSourcePrefix6", options.perSourcePrefix6, 0, { max: 128 });
@@ -102,6 +114,7 @@ export function buildPolicy(options: PolicyOptions): ServerPolicy {
     ? effectiveMaxConnections(DEFAULT_LIMITS.maxConnections)
     : { value: options.maxConnections, lowered: false };
   return {
+    hostname,
     stream: {
       acl,
       maxConnections: fitted.value,

@@ -21,7 +21,7 @@ import type {
   ListenInfo,
   ServeEchoOptions,
 } from "./types.ts";
-import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./types.ts";
+import { DEFAULT_PORT } from "./types.ts";
 import { createStats, type DropCounters, type EchoStats } from "./stats.ts";
 import { serveUdpEcho } from "./udp.ts";
 
@@ -146,7 +146,7 @@ export async function serveWithWorkers(
 ): Promise<EchoServer> {
   validateWorkers(workers, options);
   const policy = policyOf(options);
-  const hostname = options.hostname ?? DEFAULT_HOSTNAME;
+  const hostname = policy.hostname;
   const requested = options.port ?? DEFAULT_PORT;
   const own = options.stats ?? createStats();
   const sessions = new Int32Array(new SharedArrayBuffer(4));

@@ -263,7 +263,12 @@ export interface TlsServerOptions {
 
 /** Options every echo server takes. */
 export interface EchoServerOptions<A extends EchoAddr = Deno.NetAddr> extends EchoHooks<A> {
-  /** Address to bind. Default `127.0.0.1`; `0.0.0.0`, `::` and `::1` work too. */
+  /**
+   * Address to bind. Default `127.0.0.1`; `0.0.0.0`, `::` and `::1` work too, as do `[::1]`,
+   * `127.1` (read as `127.0.0.1`) and host names. Parsed strictly before anything binds: a port in
+   * it (`127.0.0.1:5006`), a zone id, stray brackets or control characters throw an
+   * `InvalidHostError` whose `option` is `hostname`.
+   */
   hostname?: string;
   /** Port to bind. Default 5006; 0 picks a free one. */
   port?: number;

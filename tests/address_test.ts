@@ -9,7 +9,9 @@ import assert from "node:assert/strict";
 import { InvalidHostError, type InvalidHostReason, parseHost } from "../_address.ts";
 import { isLoopback } from "../cidr.ts";
 import { defaultMaxPerSource, defaultUdpRate } from "../limits.ts";
-import { test } from "./_helpers.ts";
+import { serveEcho, validateServeOptions } from "../serve.ts";
+import { optionOf } from "../_validate.ts";
+import { HAS_IPV6, test } from "./_helpers.ts";
 
 Deno.test("parseHost: literals in canonical form, IPv4 shorthands, names in lower case", () => {
   const cases: [string, string, string][] = [
@@ -95,5 +97,23 @@ test("parseHost: 127.1 and [::1] bind loopback, and the bound address is what is
     } finally {
       listener.close();
     }
+  }
+});
+
+test("serveEcho/validateServeOptions: hostname is parsed the same way, the error names the option", async () => {
+  for (const hostname of ["127.0.0.1:5006", "::1%lo", "[[::1]]", "bad\nhost"]) {
+    assert.throws(() => validateServeOptions({ hostname }), (error: unknown) => {
+      assert.ok(error instanceof InvalidHostError, hostname);
+      assert.equal(optionOf(error), "hostname");
+      return true;
+    });
+    await assert.rejects(() => serveEcho({ hostname, port: 0 }), InvalidHostError);
+  }
+  // Canonical forms bind what they name: [::1] and 127.1 without the caller stripping anything.
+  await using server = await serveEcho({ hostname: "127.1", port: 0 });
+  assert.deepEqual(server.listeners.map((info) => info.hostname), ["127.0.0.1", "127.0.0.1"]);
+  if (HAS_IPV6) {
+    await using six = await serveEcho({ hostname: "[::1]", port: 0, transport: "tcp" });
+    assert.equal(six.addr.hostname, "::1");
   }
 });
