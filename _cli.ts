@@ -7,6 +7,9 @@
 import { parseArgs } from "node:util";
 import { parseDuration } from "./duration.ts";
 import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./types.ts";
+import { FileTooLargeError, readTextFileCapped } from "./_read_file.ts";
+import { InvalidHostError, parseHost } from "./_address.ts";
+import { CidrLineError, readCidrFile } from "./cidr.ts";
 
 /** The schema version of every `--json` line and object of both CLIs; bumped when a field changes meaning. */
 export const JSON_SCHEMA = 1;
@@ -261,25 +264,40 @@ export function parsePort(text: string, flag = "--port"): number {
 }
 
 /**
- * The address of `--host` and `--port`, with the defaults (127.0.0.1, 5006) and an IPv6 literal's
- * brackets stripped (`[::1]` -> `::1`).
+ * The address of `--host` and `--port`, with the defaults (127.0.0.1, 5006), the host parsed
+ * strictly by `parseHost` (_address.ts) before anything listens or connects: IP literals in
+ * canonical form (`[::1]` -> `::1`, `127.1` -> `127.0.0.1`), names in lower case; a port in the
+ * host (`127.0.0.1:5006`), a zone id, stray brackets or control characters are usage errors.
  *
  * @example
  * ```ts
  * import { parseAddress } from "./_cli.ts";
  * console.log(parseAddress({ host: "[::1]", port: "7" })); // { hostname: "::1", port: 7 }
+ * console.log(parseAddress({ host: "127.1" }).hostname); // "127.0.0.1"
  * ```
  *
  * @param values Parsed flags.
  * @returns Host and port.
- * @throws {UsageError} When `--host` is empty or `--port` is not a port.
+ * @throws {UsageError} When `--host` is not an address or name to use as it stands, or `--port`
+ * is not a port.
  */
 export function parseAddress(values: FlagValues): { hostname: string; port: number } {
-  const host = (values.host as string | undefined) ?? DEFAULT_HOSTNAME;
-  const hostname = host.replace(/^\[(.*)\]$/, "$1");
-  if (hostname === "") throw new UsageError("--host must not be empty");
+  const host = values.host as string | undefined;
   const port = values.port === undefined ? DEFAULT_PORT : parsePort(values.port as string);
-  return { hostname, port };
+  if (host === undefined) return { hostname: DEFAULT_HOSTNAME, port };
+  try {
+    return { hostname: parseHost(host).hostname, port };
+  } catch (error) {
+    if (!(error instanceof InvalidHostError)) throw error;
+    if (error.reason === "port") {
+      const address = host.slice(0, host.lastIndexOf(":"));
+      throw new UsageError(
+        `--host ${JSON.stringify(host)} holds a port: give it with --port, ` +
+          `as in --host ${address} --port ${error.port}`,
+      );
+    }
+    throw new UsageError(`--host: ${error.message}`);
+  }
 }
 
 /**
@@ -376,10 +394,16 @@ export function reportFailure(name: string, error: unknown): number {
   return EXIT_FAILURE;
 }
 
+/** The largest PEM file `readPemFile` reads: 1 MiB, hundreds of certificates. */
+const MAX_PEM_BYTES = 1024 * 1024;
+/** The largest other input file read whole (a results file for `merge`): 256 MiB. */
+const MAX_INPUT_BYTES = 256 * 1024 * 1024;
+
 /**
- * Reads a text file named on the command line. A file that is missing, a directory or unreadable
- * is a usage error naming `what` and the file; a missing `--allow-read` stays Deno's NotCapable,
- * whose message names that flag.
+ * Reads a text file named on the command line, at most `maxBytes` of it (`/dev/zero` fails at
+ * once). A file that is missing, a directory, unreadable or too large is a usage error naming
+ * `what` and the file; a missing `--allow-read` stays Deno's NotCapable, whose message names that
+ * flag.
  *
  * @example
  * ```ts
@@ -391,21 +415,21 @@ export function reportFailure(name: string, error: unknown): number {
  *
  * @param file The path given.
  * @param what The flag or subcommand, for the message.
+ * @param limit `maxBytes`, the most it reads (default 256 MiB), and `tooLarge`, what to say of a
+ * larger file.
  * @returns The file's text.
  */
-export async function readInputFile(file: string, what: string): Promise<string> {
+export async function readInputFile(
+  file: string,
+  what: string,
+  limit: { maxBytes?: number; tooLarge?: string } = {},
+): Promise<string> {
+  const maxBytes = limit.maxBytes ?? MAX_INPUT_BYTES;
+  const tooLarge = limit.tooLarge ?? `larger than ${formatBytes(maxBytes)}`;
   try {
-    return await Deno.readTextFile(file);
+    return await readTextFileCapped(file, maxBytes);
   } catch (error) {
-    if (error instanceof Deno.errors.NotCapable) throw error;
-    const why = error instanceof Deno.errors.NotFound
-      ? "no such file"
-      : error instanceof Deno.errors.IsADirectory
-      ? "is a directory"
-      : error instanceof Deno.errors.PermissionDenied
-      ? "not readable (file permissions)"
-      : (error as Error).message.split("\n")[0];
-    throw new UsageError(`${what} ${file}: ${why}`);
+    throw new UsageError(`${what} ${file}: ${unreadable(error, tooLarge)}`);
   }
 }
 
@@ -417,8 +441,8 @@ const PEM_MARKERS = {
 
 /**
  * Reads a PEM file named by a flag (`--tls-cert`, `--tls-key`, `--ca`). A file that is missing,
- * unreadable, encrypted or holds no PEM block of the right kind is a usage error naming the flag and
- * the file; a missing `--allow-read` stays Deno's NotCapable, whose message names that flag.
+ * unreadable, larger than {@linkcode MAX_PEM_BYTES} (`/dev/zero` fails at once), encrypted or holds
+ * no PEM block of the right kind is a usage error naming the flag and the file; a missing `--allow-read` stays Deno's NotCapable, whose message names that flag.
  *
  * @param file The path given.
  * @param flag The flag, for the message.
@@ -430,7 +454,10 @@ export async function readPemFile(
   flag: string,
   kind: "certificate" | "key",
 ): Promise<string> {
-  const text = await readInputFile(file, flag);
+  const text = await readInputFile(file, flag, {
+    maxBytes: MAX_PEM_BYTES,
+    tooLarge: `larger than 1 MiB; a PEM ${kind} file is a few KiB`,
+  });
   if (kind === "key" && /ENCRYPTED/.test(text)) {
     throw new UsageError(`${flag} ${file}: the key is encrypted; give an unencrypted PEM key`);
   }
@@ -439,6 +466,53 @@ export async function readPemFile(
     throw new UsageError(`${flag} ${file}: no PEM ${kind} in it (expected "${expected}")`);
   }
   return text;
+}
+
+/**
+ * Why a file named by a flag could not be read, in a few words for a usage error. A missing
+ * `--allow-read` (Deno's NotCapable, whose message names that flag) is thrown on as it is.
+ */
+function unreadable(error: unknown, tooLarge: string): string {
+  if (error instanceof Deno.errors.NotCapable) throw error;
+  return error instanceof FileTooLargeError
+    ? tooLarge
+    : error instanceof Deno.errors.NotFound
+    ? "no such file"
+    : error instanceof Deno.errors.IsADirectory
+    ? "is a directory"
+    : error instanceof Deno.errors.PermissionDenied
+    ? "not readable (file permissions)"
+    : (error as Error).message.split("\n")[0];
+}
+
+/**
+ * Reads a file of CIDR rules named by a flag (`--allow-file`): one rule a line, `#` comments
+ * (`readCidrFile` in cidr.ts). A rule that does not parse is a usage error naming the flag, the
+ * file and the line; so is a file that is missing, unreadable or larger than 16 MiB (`/dev/zero`
+ * fails at once). A missing `--allow-read` stays Deno's NotCapable, whose message names that flag.
+ *
+ * @example
+ * ```ts
+ * import { readAllowFile } from "./_cli.ts";
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeTextFile(path, "# the lab\n10.0.0.0/8\n2001:db8::/32 # and its v6\n");
+ * console.log(await readAllowFile(path, "--allow-file")); // ["10.0.0.0/8", "2001:db8::/32"]
+ * await Deno.remove(path);
+ * ```
+ *
+ * @param file The path given.
+ * @param flag The flag, for the message.
+ * @returns The rules, in order.
+ * @throws {UsageError} On a bad rule or a file that cannot be read.
+ */
+export async function readAllowFile(file: string, flag: string): Promise<string[]> {
+  try {
+    return await readCidrFile(file);
+  } catch (error) {
+    if (error instanceof CidrLineError) throw new UsageError(`${flag} ${error.message}`);
+    const why = unreadable(error, "larger than 16 MiB (some 800,000 rules): is it a rules file?");
+    throw new UsageError(`${flag} ${file}: ${why}`);
+  }
 }
 
 /**

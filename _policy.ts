@@ -12,10 +12,18 @@ import {
   validateImpairOptions,
   validateTcpShaperOptions,
 } from "./impair.ts";
-import { DEFAULT_LIMITS, defaultUdpRate, effectiveMaxConnections, RateLimiter } from "./limits.ts";
-import { LoopGuard } from "./loop_guard.ts";
+import {
+  DEFAULT_LIMITS,
+  DEFAULT_PER_SOURCE_PREFIX6,
+  defaultUdpRate,
+  effectiveMaxConnections,
+  RateLimiter,
+} from "./limits.ts";
+import { BounceDetector, LoopGuard } from "./loop_guard.ts";
 import { DEFAULT_PROXY_TIMEOUT } from "./proxy_protocol.ts";
 import type { EchoHooks, EchoServerOptions, RejectReason } from "./types.ts";
+import { DEFAULT_HOSTNAME } from "./types.ts";
+import { parseHost } from "./_address.ts";
 
 /** The options the policies are built from: the server options but the hooks, of any address. */
 export type PolicyOptions = Omit<EchoServerOptions, keyof EchoHooks>;
@@ -51,10 +59,22 @@ export interface StreamPolicy {
   shaper?: TcpShaperOptions;
   /** The PROXY header every connection must start with, when `proxyProtocol` is on. */
   proxy?: ProxyPolicy;
+  /**
+   * Most sessions open at once per source as asked for (Infinity = off, from 0); undefined = the
+   * default, which the server decides from the address it bound (`defaultMaxPerSource`).
+   */
+  maxPerSource?: number;
+  /** Leading bits of an IPv6 address that name one source. */
+  perSourcePrefix6: number;
 }
 
 /** Every policy of a server, built once at start-up from its options and passed down. */
 export interface ServerPolicy {
+  /**
+   * The address to bind, parsed once (`parseHost` in _address.ts): an IP literal in canonical
+   * form (`127.1` is `127.0.0.1`, `[::1]` is `::1`) or a host name in lower case.
+   */
+  hostname: string;
   /** The stream (TCP, TLS, Unix) side. */
   stream: StreamPolicy;
   /** The allow-list, parsed once, for the datagram side too. */
@@ -80,9 +100,16 @@ export interface ServerPolicy {
  * @returns The policies.
  * @throws {RangeError} On a limit out of range (its `option` property names it).
  * @throws {TypeError} On an invalid CIDR rule.
+ * @throws {InvalidHostError} On a `hostname` that cannot be bound as given (`option` is
+ * `hostname`): a port in it, a zone id, stray brackets, control characters.
  */
 export function buildPolicy(options: PolicyOptions): ServerPolicy {
+  const hostname = options.hostname === undefined
+    ? DEFAULT_HOSTNAME
+    : parseHost(options.hostname).hostname;
   checkWhole("maxConnections", options.maxConnections, 1, { infinite: true });
+  checkWhole("maxPerSource", options.maxPerSource, 0, { infinite: true });
+  checkWhole("perSourcePrefix6", options.perSourcePrefix6, 0, { max: 128 });
   checkDuration("idleTimeout", options.idleTimeout);
   checkWhole("maxSessionBytes", options.maxSessionBytes, 1, { infinite: true });
   checkDuration("maxSessionTime", options.maxSessionTime);
@@ -92,13 +119,20 @@ export function buildPolicy(options: PolicyOptions): ServerPolicy {
   if (options.impair) validateImpairOptions(options.impair);
   const guard = options.loopGuard;
   // The blocked ports are checked here, before anything binds; the guard itself needs the port.
-  if (guard !== undefined && guard !== true && guard !== false) new LoopGuard(guard);
+  if (guard !== undefined && guard !== true && guard !== false) {
+    new LoopGuard(guard);
+    if (guard.bounce) {
+      checkWhole("loopGuard.bounce.bounces", guard.bounce.bounces, 1);
+      checkDuration("loopGuard.bounce.window", guard.bounce.window);
+    }
+  }
   const acl = options.allow ? new CidrList(options.allow) : undefined;
   const proxy = buildProxyPolicy(options);
   const fitted = options.maxConnections === undefined
     ? effectiveMaxConnections(DEFAULT_LIMITS.maxConnections)
     : { value: options.maxConnections, lowered: false };
   return {
+    hostname,
     stream: {
       acl,
       maxConnections: fitted.value,
@@ -107,6 +141,8 @@ export function buildPolicy(options: PolicyOptions): ServerPolicy {
       maxSessionTime: options.maxSessionTime || undefined,
       shaper: isShaping(shaper) ? shaper : undefined,
       proxy,
+      maxPerSource: options.maxPerSource === 0 ? Infinity : options.maxPerSource,
+      perSourcePrefix6: options.perSourcePrefix6 ?? DEFAULT_PER_SOURCE_PREFIX6,
     },
     acl,
     maxConnectionsLowered: fitted.lowered,
@@ -167,12 +203,16 @@ export function checkProxyWithTls(tls: unknown, proxyProtocol: boolean): void {
   );
 }
 
-/** Decides, per datagram, whether it is answered: loop guard, then allow-list, then rate. */
+/**
+ * Decides, per datagram, whether it is answered: loop guard, then allow-list, then the echo-loop
+ * detector, then rate.
+ */
 export class DatagramPolicy {
   /** For a `guard` refusal: which rule (`blocked-port`, `port-zero`, `broadcast`, ...). */
   detail: string | undefined;
   #guard?: LoopGuard;
   #acl?: CidrList;
+  #bounce?: BounceDetector;
   #rate?: RateLimiter;
 
   /**
@@ -193,6 +233,8 @@ export class DatagramPolicy {
         ...(guard === true ? {} : guard),
         localPort: local.port,
       });
+      const bounce = guard === true ? undefined : guard.bounce;
+      if (bounce !== false) this.#bounce = new BounceDetector(bounce);
     }
     this.#acl = acl;
     const rate = options.udpRate ?? defaultUdpRate(local.hostname);
@@ -201,7 +243,7 @@ export class DatagramPolicy {
 
   /** Whether any stage is on. */
   get active(): boolean {
-    return Boolean(this.#guard || this.#acl || this.#rate);
+    return Boolean(this.#guard || this.#acl || this.#bounce || this.#rate);
   }
 
   /**
@@ -209,14 +251,22 @@ export class DatagramPolicy {
    *
    * @param hostname The source address.
    * @param port The source port.
+   * @param data The payload, for the echo-loop detector (which reads a few bytes of it).
    * @returns Why it is refused, or undefined to answer it.
    */
-  check(hostname: string, port: number): Exclude<RejectReason, "limit" | "proxy"> | undefined {
+  check(
+    hostname: string,
+    port: number,
+    data?: Uint8Array,
+  ): Exclude<RejectReason, "limit" | "proxy" | "source" | "fd"> | undefined {
     if (this.#guard) {
       this.detail = this.#guard.check(hostname, port);
       if (this.detail) return "guard";
     }
     if (this.#acl && !this.#acl.matches(hostname)) return "acl";
+    if (this.#bounce && data && this.#bounce.check(hostname, port, data)) {
+      return "loop";
+    }
     if (this.#rate && !this.#rate.take(hostname, performance.now())) return "rate";
     return undefined;
   }

@@ -12,6 +12,8 @@ import { callHook, reportError } from "./_hooks.ts";
 import type { StreamPolicy } from "./_policy.ts";
 import { CUT_FLUSH_MS, shapedEcho } from "./_shaped_session.ts";
 import { TcpShaper } from "./impair.ts";
+import { defaultMaxPerSource, SourceSlots } from "./limits.ts";
+import { FdReserve, isFdExhausted, type Refusal, ReportThrottle } from "./_fd_reserve.ts";
 import { readTurns as turns } from "./_read_turns.ts";
 import type { CloseReason, EchoServer, EchoServerOptions, ListenInfo } from "./types.ts";
 import { DEFAULT_GRACE_PERIOD } from "./types.ts";
@@ -115,6 +117,14 @@ class StreamServer implements EchoServer {
   #listeners: readonly Deno.Listener[];
   #options: EchoServerOptions;
   #policy: StreamPolicy;
+  #slots?: SourceSlots;
+  /** Per-source slots taken by the clients PROXY headers name, by connection. */
+  #proxySlots = new Map<Deno.Conn, string>();
+  /** A spare descriptor, spent to refuse connections promptly at the descriptor limit. */
+  #fdReserve!: FdReserve;
+  /** Accept failures, and refusals at the descriptor limit, are each reported at most once a second. */
+  #acceptReports = new ReportThrottle(1000);
+  #fdReports = new ReportThrottle(1000);
   #sessions = new Set<Session>();
   #accepting = true;
   #acceptLoops = 0;
@@ -151,6 +161,13 @@ class StreamServer implements EchoServer {
       this.stats,
       info.secure ? "tls" : this.#listeners[0].addr.transport === "unix" ? "unix" : "tcp",
     );
+    // Per-source slots: on by default only when bound to a non-loopback address (decided from
+    // the address bound, not the text asked for); Unix sockets have no source address.
+    const perSource = policy.maxPerSource ??
+      (this.addr.hostname === undefined ? undefined : defaultMaxPerSource(this.addr.hostname));
+    if (perSource && perSource < Infinity) {
+      this.#slots = new SourceSlots({ max: perSource, prefix6: policy.perSourcePrefix6 });
+    }
     const shaper = this.#policy.shaper;
     this.listeners = [{
       transport: "tcp",
@@ -168,6 +185,7 @@ class StreamServer implements EchoServer {
     if (sweepEvery < Infinity) {
       this.#sweeper = setInterval(() => this.#sweep(), Math.max(10, Math.min(1000, sweepEvery)));
     }
+    this.#fdReserve = new FdReserve();
     for (const each of this.#listeners) void this.#acceptLoop(each);
     const signal = options.signal;
     if (signal?.aborted) void this.shutdown();
@@ -177,11 +195,16 @@ class StreamServer implements EchoServer {
   async #acceptLoop(listener: Deno.Listener): Promise<void> {
     this.#acceptLoops++;
     const { acl, maxConnections } = this.#policy;
+    const slots = this.#slots;
+    /** An accept handed back by a refusal at the descriptor limit, awaited as the next one. */
+    let next: Promise<Deno.Conn> | undefined;
     while (this.#accepting) {
       let conn: Deno.Conn;
       try {
-        conn = await listener.accept();
+        conn = await (next ?? listener.accept());
+        next = undefined;
       } catch (error) {
+        next = undefined;
         if (!this.#accepting || error instanceof Deno.errors.BadResource) break;
         if (isTransientAcceptError(error)) {
           // A client that reset while still queued (Deno's accept then fails with ENOTCONN): it
@@ -190,16 +213,36 @@ class StreamServer implements EchoServer {
           this.#counters.errors++;
           continue;
         }
-        reportError(this.#options, "accept failed", error, this.#where());
+        if (isFdExhausted(error)) {
+          const refusal = await this.#refuseAtFdLimit(listener, error);
+          if (refusal) {
+            next = refusal.pending;
+            continue;
+          }
+        }
+        const suppressed = this.#acceptReports.take();
+        if (suppressed >= 0) {
+          const more = suppressed ? ` (${suppressed} more in the last second)` : "";
+          reportError(this.#options, `accept failed${more}`, error, this.#where());
+        }
         await new Promise((resolve) => setTimeout(resolve, ACCEPT_BACKOFF_MS));
         continue;
       }
       const remote = conn.remoteAddr as Deno.NetAddr;
-      let refused: "acl" | "limit" | undefined;
-      // Behind a balancer the allow-list applies to the header's client (#proxyHeader).
-      const checkAcl = acl && !this.#policy.proxy;
-      if (checkAcl && remote.hostname !== undefined && !acl.matches(remote.hostname)) {
+      if (!this.#fdReserve.admit(conn)) {
+        this.#countFdRefusal(remote, undefined);
+        continue;
+      }
+      let refused: "acl" | "source" | "limit" | undefined;
+      /** The slot this session holds in its source's count, given back when it ends. */
+      let slot: string | undefined;
+      // Behind a balancer the allow-list and the per-source count apply to the header's client
+      // (#proxyHeader), not to the balancer's address.
+      const proxied = this.#policy.proxy !== undefined;
+      if (!proxied && acl && remote.hostname !== undefined && !acl.matches(remote.hostname)) {
         refused = "acl";
+      } else if (!proxied && slots && (slot = slots.acquire(remote.hostname)) === undefined) {
+        refused = "source";
       } else if (this.#shared) {
         // The cap counts the sessions of every thread; a session counted here is uncounted when
         // it ends (#session's finally).
@@ -211,11 +254,24 @@ class StreamServer implements EchoServer {
         refused = "limit";
       }
       if (refused) {
+        if (slot !== undefined && refused !== "source") slots!.release(slot);
         this.#refuse(conn, remote, refused);
         continue;
       }
       if (this.#options.once) this.#stopAccepting();
-      void this.#session(conn, this.#ids ? Atomics.add(this.#ids, 0, 1) + 1 : this.#nextId++);
+      const session = this.#session(
+        conn,
+        this.#ids ? Atomics.add(this.#ids, 0, 1) + 1 : this.#nextId++,
+      );
+      if (slot !== undefined) void session.finally(() => slots!.release(slot!));
+      else if (proxied && slots) {
+        // The header's client holds a slot from #proxyHeader on: given back when the session ends.
+        void session.finally(() => {
+          const held = this.#proxySlots.get(conn);
+          if (held !== undefined) slots.release(held);
+          this.#proxySlots.delete(conn);
+        });
+      }
     }
     this.#acceptLoops--;
     this.#maybeFinish();
@@ -225,7 +281,7 @@ class StreamServer implements EchoServer {
   #refuse(
     conn: Deno.Conn,
     remoteAddr: Deno.NetAddr,
-    reason: "acl" | "limit" | "proxy",
+    reason: "acl" | "source" | "limit" | "proxy",
     detail?: string,
   ): void {
     if (reason !== "proxy") this.stats.dropped[reason]++;
@@ -240,6 +296,43 @@ class StreamServer implements EchoServer {
         remoteAddr,
         reason,
         ...(detail ? { detail } : {}),
+      });
+    }
+  }
+
+  /**
+   * At the descriptor limit: accepts the waiting connection with the spare descriptor, closes it
+   * at once and counts it (`fd`), reporting at most once a second. Undefined when no spare was
+   * had (back off).
+   */
+  async #refuseAtFdLimit(listener: Deno.Listener, error: unknown): Promise<Refusal | undefined> {
+    let refusal;
+    try {
+      refusal = await this.#fdReserve.refuse(listener);
+    } catch {
+      return undefined; // the listener closed, or the accept failed again: back off as before
+    }
+    if (refusal?.refused) this.#countFdRefusal(refusal.refused as Deno.NetAddr, error);
+    return refusal;
+  }
+
+  #countFdRefusal(remote: Deno.NetAddr, error: unknown): void {
+    this.stats.dropped.fd++;
+    const suppressed = this.#fdReports.take();
+    if (suppressed >= 0) {
+      const more = suppressed ? ` (and ${suppressed} more in the last second)` : "";
+      reportError(
+        this.#options,
+        `no file descriptor left: a connection was refused${more}`,
+        error ?? new Error("too many open files"),
+        this.#where(),
+      );
+    }
+    if (this.#options.onReject) {
+      callHook(this.#options, this.#options.onReject, {
+        transport: "tcp",
+        remoteAddr: remote as Deno.NetAddr,
+        reason: "fd",
       });
     }
   }
@@ -267,6 +360,14 @@ class StreamServer implements EchoServer {
       if (acl && remoteAddr.hostname !== undefined && !acl.matches(remoteAddr.hostname)) {
         this.#refuse(conn, remoteAddr, "acl");
         return undefined;
+      }
+      if (this.#slots && remoteAddr.hostname !== undefined) {
+        const slot = this.#slots.acquire(remoteAddr.hostname);
+        if (slot === undefined) {
+          this.#refuse(conn, remoteAddr, "source");
+          return undefined;
+        }
+        this.#proxySlots.set(conn, slot);
       }
       return { remoteAddr, first: rest };
     } catch (error) {
@@ -532,6 +633,7 @@ class StreamServer implements EchoServer {
     if (this.#awaiting.size > 0) return;
     clearTimeout(this.#graceTimer);
     clearInterval(this.#sweeper);
+    this.#fdReserve.close();
     this.#resolve();
   }
 

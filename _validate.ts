@@ -69,35 +69,41 @@ export function optionOf(error: unknown): string | undefined {
 }
 
 /**
- * Checks a count: a whole number of at least `min` (Infinity allowed with `infinite`), when given.
+ * Checks a count: a whole number of at least `min` (Infinity allowed with `infinite`; at most
+ * `max` when given), when given.
  *
  * @example
  * ```ts
  * import { checkWhole } from "./_validate.ts";
  * checkWhole("maxSessionBytes", undefined, 1); // absent is fine
  * checkWhole("maxConnections", Infinity, 1, { infinite: true });
+ * checkWhole("perSourcePrefix6", 56, 0, { max: 128 });
  * ```
  *
  * @param option The option's name, for the message.
  * @param value The value, or undefined when absent.
  * @param min The least value allowed.
- * @param allow `infinite`: Infinity means "no cap" and is allowed.
+ * @param allow `infinite`: Infinity means "no cap" and is allowed; `max`: the largest value.
  * @throws {RangeError} With `option` set, when it is not such a number.
  */
 export function checkWhole(
   option: string,
   value: unknown,
   min: number,
-  allow: { infinite?: boolean } = {},
+  allow: { infinite?: boolean; max?: number } = {},
 ): void {
   if (value === undefined) return;
+  const max = allow.max ?? Infinity;
   if (
     typeof value !== "number" ||
-    !(Number.isInteger(value) || (allow.infinite && value === Infinity)) || value < min
+    !(Number.isInteger(value) || (allow.infinite && value === Infinity)) || value < min ||
+    value > max
   ) {
     throw optionRangeError(
       option,
-      `${option} must be a whole number of at least ${min}, got ${value}`,
+      max < Infinity
+        ? `${option} must be a whole number from ${min} to ${max}, got ${value}`
+        : `${option} must be a whole number of at least ${min}, got ${value}`,
     );
   }
 }

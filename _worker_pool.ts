@@ -21,9 +21,8 @@ import type {
   ListenInfo,
   ServeEchoOptions,
 } from "./types.ts";
-import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./types.ts";
-import type { DropCounters, EchoStats } from "./stats.ts";
-import { createStats, sumStats } from "./stats.ts";
+import { DEFAULT_PORT } from "./types.ts";
+import { createStats, type DropCounters, type EchoStats, sumStats } from "./stats.ts";
 import { serveUdpEcho } from "./udp.ts";
 
 /** A message from the main thread to a worker. */
@@ -147,7 +146,7 @@ export async function serveWithWorkers(
 ): Promise<EchoServer> {
   validateWorkers(workers, options);
   const policy = policyOf(options);
-  const hostname = options.hostname ?? DEFAULT_HOSTNAME;
+  const hostname = policy.hostname;
   const requested = options.port ?? DEFAULT_PORT;
   const own = options.stats ?? createStats();
   const sessions = new Int32Array(new SharedArrayBuffer(4));
@@ -297,7 +296,8 @@ const COUNTERS = [
   "datagramsOut",
   "errors",
 ] as const;
-const DROPS = ["limit", "idle", "acl", "guard", "rate"] as const;
+/** Every refusal reason counted, as createStats makes them. */
+const DROPS = Object.keys(createStats().dropped) as (keyof DropCounters)[];
 
 /**
  * Counters that read as the main thread's plus every worker's latest report (workers report

@@ -38,8 +38,8 @@
  */
 
 import { classifyAddress } from "./cidr.ts";
-import type { LoopGuardOptions } from "./types.ts";
-export type { LoopGuardOptions } from "./types.ts";
+import type { BounceDetectorOptions, LoopGuardOptions } from "./types.ts";
+export type { BounceDetectorOptions, LoopGuardOptions } from "./types.ts";
 
 /**
  * Source ports refused by default. A port is listed when the service usually found there
@@ -209,5 +209,154 @@ export class LoopGuard {
           `invalid source address ${JSON.stringify(hostname)}: not an IPv4 or IPv6 address`,
         );
     }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Default {@linkcode BounceDetectorOptions.bounces}: 64. Two echo services bouncing one
+ * datagram on loopback reach it in under 2 ms; a genuine client would have to send the very same
+ * bytes 64 times in a row, each within the window of the last, from the same port.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_BOUNCES } from "./loop_guard.ts";
+ *
+ * console.log(DEFAULT_BOUNCES); // 64
+ * ```
+ */
+export const DEFAULT_BOUNCES = 64;
+
+/**
+ * Default {@linkcode BounceDetectorOptions.window}: 10 ms, so only a high rate (above 100 a
+ * second from one source) can count as a loop; a client that repeats a heartbeat or retries
+ * after a timeout never does.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_BOUNCE_WINDOW_MS } from "./loop_guard.ts";
+ *
+ * console.log(DEFAULT_BOUNCE_WINDOW_MS); // 10
+ * ```
+ */
+export const DEFAULT_BOUNCE_WINDOW_MS = 10;
+
+/** Table slots: a power of two; sources beyond it share slots (detection then errs lenient). */
+const BOUNCE_SLOTS = 1024;
+
+/**
+ * Detects the echo-of-an-echo loop: a datagram that comes back, byte for byte, from the source
+ * this server just answered with it, again and again at a high rate. That is what two echo (or
+ * other self-answering) services do once a spoofed datagram sets them talking, on ports the
+ * {@linkcode LoopGuard} cannot know (two echo servers on ports 5006 and 5007, say).
+ *
+ * Cheap on every datagram: a fixed table of 1,024 slots indexed by a hash of the source, each
+ * holding a fingerprint of the last payload (its length and up to 32 sampled bytes, never the
+ * whole payload), when it came and how many quick identical returns came in a row. The clock is
+ * read only when a payload repeats (reading it costs more than the rest: about 90 ns here), so
+ * traffic whose datagrams differ pays about 60 ns a datagram. Nothing is allocated, and the
+ * table's memory is fixed whatever the sources.
+ *
+ * What remains: a client that itself sends the same bytes over and over, each within the
+ * window of the last, from one port (a constant-payload load generator in a closed loop) looks
+ * the same and is dropped after `bounces` datagrams until it pauses for a window; this
+ * project's probes and `bench/native/loadgen.c` put a sequence number in every datagram and are
+ * never counted. A loop that runs slower than one return per window (a long path, or a peer
+ * that delays its answers) is not detected: the rate limit (`udpRate`, on by default off
+ * loopback) bounds what it costs. Two sources colliding in one slot only reset each other's
+ * counts.
+ *
+ * @example
+ * ```ts
+ * import { BounceDetector } from "./loop_guard.ts";
+ *
+ * let now = 0;
+ * const detector = new BounceDetector({ bounces: 3, window: 10, clock: () => now });
+ * const data = new TextEncoder().encode("spoofed");
+ * const verdicts = [0, 1, 2, 3, 4, 5].map((t) => (now = t, detector.check("127.0.0.1", 5007, data)));
+ * console.log(verdicts); // [false, false, false, false, true, true]
+ * now = 100;
+ * console.log(detector.check("127.0.0.1", 5007, data)); // false: a pause ends it
+ * ```
+ */
+export class BounceDetector {
+  readonly #bounces: number;
+  readonly #window: number;
+  readonly #clock: () => number;
+  readonly #tags = new Uint32Array(BOUNCE_SLOTS);
+  readonly #prints = new Uint32Array(BOUNCE_SLOTS);
+  readonly #times = new Float64Array(BOUNCE_SLOTS).fill(NaN);
+  readonly #counts = new Uint32Array(BOUNCE_SLOTS);
+
+  /**
+   * Validates the options.
+   *
+   * @param options How many returns, within what window.
+   * @throws {RangeError} When `bounces` is not a whole number >= 1 or `window` not a finite
+   * number >= 0.
+   */
+  constructor(options: BounceDetectorOptions = {}) {
+    const {
+      bounces = DEFAULT_BOUNCES,
+      window = DEFAULT_BOUNCE_WINDOW_MS,
+      clock = () => performance.now(),
+    } = options;
+    if (typeof bounces !== "number" || !Number.isInteger(bounces) || bounces < 1) {
+      throw new RangeError(`bounces must be a whole number of at least 1, got ${bounces}`);
+    }
+    if (typeof window !== "number" || !Number.isFinite(window) || window < 0) {
+      throw new RangeError(`window must be 0 ms or more, got ${window}`);
+    }
+    this.#bounces = bounces;
+    this.#window = window;
+    this.#clock = clock;
+  }
+
+  /**
+   * Notes a datagram about to be answered and says whether it is part of a loop.
+   *
+   * @param hostname The source address.
+   * @param port The source port.
+   * @param data The payload (read, never kept).
+   * @returns true to drop it: after a first repeat, the same bytes came back from this source
+   * `bounces` times in a row, each within the window of the one before.
+   */
+  check(hostname: string, port: number, data: Uint8Array): boolean {
+    // FNV-1a over the source, then over the payload's length and up to 32 sampled bytes.
+    let tag = 0x811c9dc5 ^ port;
+    for (let i = 0; i < hostname.length; i++) {
+      tag = Math.imul(tag ^ hostname.charCodeAt(i), 0x1000193);
+    }
+    tag >>>= 0;
+    const length = data.length;
+    let print = Math.imul(0x811c9dc5 ^ length, 0x1000193);
+    if (length <= 32) {
+      for (let i = 0; i < length; i++) print = Math.imul(print ^ data[i], 0x1000193);
+    } else {
+      for (let i = 0; i < 16; i++) print = Math.imul(print ^ data[i], 0x1000193);
+      const step = Math.floor((length - 16) / 16);
+      for (let i = 16 + step - 1; i < length; i += step) {
+        print = Math.imul(print ^ data[i], 0x1000193);
+      }
+    }
+    print >>>= 0;
+    const slot = tag & (BOUNCE_SLOTS - 1);
+    if (this.#tags[slot] !== tag || this.#prints[slot] !== print) {
+      // Something new from this source (or another source in this slot): no clock needed.
+      this.#tags[slot] = tag;
+      this.#prints[slot] = print;
+      this.#counts[slot] = 0;
+      this.#times[slot] = NaN;
+      return false;
+    }
+    const now = this.#clock();
+    if (now - this.#times[slot] <= this.#window) {
+      if (this.#counts[slot] < this.#bounces) this.#counts[slot]++;
+    } else {
+      this.#counts[slot] = 0; // the first repeat, or one after a pause
+    }
+    this.#times[slot] = now;
+    return this.#counts[slot] >= this.#bounces;
   }
 }

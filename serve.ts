@@ -36,6 +36,13 @@ import { DEFAULT_PORT } from "./types.ts";
 // The shared types and defaults live in types.ts; they are exported here too, where they were
 // first defined, so `import type { EchoServer } from "./serve.ts"` keeps working.
 export * from "./types.ts";
+export {
+  type HostKind,
+  InvalidHostError,
+  type InvalidHostReason,
+  type ParsedHost,
+  parseHost,
+} from "./_address.ts";
 
 /** How many times a shared port is picked again when UDP cannot bind the port TCP got. */
 const PORT_RETRIES = 20;
@@ -70,6 +77,7 @@ export interface ServeOptionsCheck {
  * @param options What {@linkcode serveEcho} will be given.
  * @returns The connection cap the server will use.
  * @throws {RangeError} When a number is out of range.
+ * @throws {InvalidHostError} When `hostname` cannot be bound as given (a port in it, a zone id).
  * @throws {TypeError} When an option has the wrong type, a CIDR rule is invalid, or `workers`
  * cannot work with the other options or the runtime.
  */
@@ -158,6 +166,7 @@ function checkImpairFits(transport: string, impair: EchoImpairOptions | undefine
  * @param options Where to listen, which transports, threads, hooks and limits.
  * @returns The running server.
  * @throws {EchoConnectionError} When the address cannot be bound.
+ * @throws {InvalidHostError} When `hostname` cannot be bound as given (a port in it, a zone id).
  * @throws {TypeError} When `workers` is above 1 and the port cannot be shared, or with `once`.
  * @throws {RangeError} When `workers` is not a whole number of at least 1.
  */

@@ -27,6 +27,7 @@ import {
   parseInteger,
   parsePort,
   parseRate,
+  readAllowFile,
   readPemFile,
   renderHelp,
   runCli,
@@ -60,6 +61,7 @@ import { formatAddress } from "./errors.ts";
 
 const TRANSPORTS = "Transports (TCP only: no UDP with these)";
 const BALANCERS = "Load balancers";
+const SOURCES = "Sources (for a server reachable from the network)";
 const IMPAIR = "Impairment (UDP; on TCP only --delay and --bandwidth: the kernel retransmits)";
 
 const SPEC: CliSpec = {
@@ -131,6 +133,14 @@ const SPEC: CliSpec = {
         "serve GET /metrics (Prometheus) and /healthz on HOST:PORT (a bare PORT binds 127.0.0.1)",
       "drain DURATION":
         "on SIGTERM/SIGINT: /healthz answers 503 at once, keep serving DURATION, then shut down",
+    }),
+    ...flagTable(SOURCES, {
+      "allow-file PATH ...":
+        "serve only sources in this file's CIDR rules too (one a line, # comments; with --allow-read)",
+      "max-per-source N":
+        "TCP sessions open at once per source; more are closed at once (default 64 off loopback, off on it; 0 = off)",
+      "per-source-prefix6 BITS":
+        "leading bits of an IPv6 address that name one source for --max-per-source (default 64)",
     }),
     ...flagTable(IMPAIR, {
       "loss P": "drop each UDP reply with probability P (0..1)",
@@ -245,6 +255,10 @@ function options(values: FlagValues): ServeEchoOptions<EchoAddr> {
     transport: values.tcp && !values.udp ? "tcp" : values.udp && !values.tcp ? "udp" : "both",
     once: Boolean(values.once),
     maxConnections: count("max-connections", 1),
+    maxPerSource: count("max-per-source", 0),
+    perSourcePrefix6: text("per-source-prefix6") === undefined
+      ? undefined
+      : parseInteger(text("per-source-prefix6")!, "--per-source-prefix6", { max: 128 }),
     idleTimeout: duration("idle-timeout"),
     maxSessionBytes: count("max-session-bytes", 1),
     maxSessionTime: duration("max-session-time") || undefined,
@@ -372,7 +386,7 @@ async function transportOptions(
   }
   if (unix !== undefined) {
     if (unix === "") throw new UsageError("--unix must not be empty");
-    for (const flag of ["host", "port", "allow"]) {
+    for (const flag of ["host", "port", "allow", "allow-file"]) {
       if (values[flag] !== undefined) {
         throw new UsageError(`--unix and --${flag} conflict: a Unix socket has no network address`);
       }
@@ -392,6 +406,23 @@ async function transportOptions(
   if (!tls && values["handshake-timeout"] !== undefined) {
     throw new UsageError("--handshake-timeout applies to --tls-cert only");
   }
+}
+
+/**
+ * `--allow-file PATH` (repeatable): the files' rules, after any `--allow` rules, become `allow`.
+ * A bad rule or an unreadable file is a usage error naming the flag, the file and the line.
+ */
+async function allowFileOptions(
+  values: FlagValues,
+  options: ServeEchoOptions<EchoAddr>,
+): Promise<void> {
+  const files = values["allow-file"] as string[] | undefined;
+  if (!files?.length) return;
+  const rules = [...(options.allow ?? [])];
+  for (const file of files) {
+    for (const rule of await readAllowFile(file, "--allow-file")) rules.push(rule);
+  }
+  options.allow = rules;
 }
 
 /** The library's options check, its errors as usage errors (naming the flag where they can). */
@@ -430,6 +461,7 @@ async function main(): Promise<number> {
   const serveOptions = options(values);
   await transportOptions(values, serveOptions);
   const balancer = balancerFlags(values);
+  await allowFileOptions(values, serveOptions);
   const report = new ServerReport({
     json: Boolean(values.json),
     quiet: Boolean(values.quiet),
@@ -478,19 +510,13 @@ async function main(): Promise<number> {
     },
     immediate: () => Deno.exit(EXIT_FAILURE),
   });
-  const { transport, hostname, path } = full;
+  const { transport, path } = full;
   if (serveOptions.maxConnections === undefined && transport !== "udp") {
     if (check.maxConnectionsLowered) {
       report.notice(
         `--max-connections lowered to ${check.maxConnections} to fit the open-file limit`,
       );
     }
-  }
-  if (transport !== "unix" && !isLoopback(hostname!)) {
-    report.notice(
-      `the echo service on ${hostname} is reachable from the network` +
-        (full.allow ? "" : " (restrict it with --allow CIDR)"),
-    );
   }
   const onStatsSignal = () => report.stats(stats);
   try {
@@ -523,6 +549,16 @@ async function main(): Promise<number> {
       throw new UsageError(`--tls-cert/--tls-key: ${error.message}`);
     }
     throw error;
+  }
+  // Decided from the address bound, once it is bound: 127.1 and localhost are loopback, and an
+  // address that cannot be bound (8.8.8.8) fails before any notice.
+  for (const info of server.listeners) {
+    if (info.transport === "unix" || isLoopback(info.hostname)) continue;
+    report.notice(
+      `the echo service on ${info.hostname} is reachable from the network` +
+        (full.allow ? "" : " (restrict it with --allow CIDR or --allow-file PATH)"),
+    );
+    break;
   }
   await server.finished;
   await metrics?.shutdown();

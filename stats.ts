@@ -52,6 +52,12 @@ export interface DropCounters {
   guard: number;
   /** Datagrams dropped by the per-source rate limit. */
   rate: number;
+  /** Stream sessions closed at once because their source held `maxPerSource` sessions. */
+  source: number;
+  /** Stream connections accepted and closed at once because no file descriptor was left. */
+  fd: number;
+  /** Datagrams not answered because they bounced back and forth with another echo service. */
+  loop: number;
 }
 
 /**
@@ -206,7 +212,7 @@ export interface ImpairmentCounters {
 export function createStats(): EchoStats {
   return {
     ...zeroTransport(),
-    dropped: { limit: 0, idle: 0, acl: 0, guard: 0, rate: 0 },
+    dropped: { limit: 0, idle: 0, acl: 0, guard: 0, rate: 0, source: 0, fd: 0, loop: 0 },
     transports: zeroTransports(),
     sessionDuration: zeroHistogram(),
     proxyRefused: zeroProxyRefused(),

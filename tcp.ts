@@ -65,9 +65,9 @@ import { DEFAULT_HANDSHAKE_TIMEOUT, TlsRelayListener } from "./_tls_relay.ts";
  * @throws {TypeError} When `tls` holds no usable certificate or key, or they do not match.
  */
 export function serveTcpEcho(options: TcpEchoOptions = {}): EchoServer {
-  const hostname = options.hostname ?? DEFAULT_HOSTNAME;
-  const port = options.port ?? DEFAULT_PORT;
   const policy = policyOf(options);
+  const hostname = policy.hostname;
+  const port = options.port ?? DEFAULT_PORT;
   const tls = options.tls;
   if (tls !== undefined && (typeof tls.cert !== "string" || typeof tls.key !== "string")) {
     throw new TypeError("tls needs cert and key as PEM text (strings), not file names or bytes");

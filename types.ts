@@ -89,10 +89,21 @@ export interface DataInfo<A extends EchoAddr = Deno.NetAddr> {
 export type CloseReason = "eof" | "reset" | "shutdown" | "error" | "idle" | "limit";
 
 /**
- * Why a connection or datagram was refused: `proxy` is a connection closed for its PROXY
- * header (missing, malformed, too slow, from an untrusted peer; `detail` says which).
+ * Why a connection or datagram was refused: `limit` (maxConnections), `source` (maxPerSource),
+ * `fd` (no file descriptor left to accept with), `acl`, `guard` (loop and reflection guard),
+ * `loop` (a datagram bounced back and forth with another echo service), `rate` (udpRate), and
+ * `proxy`: a connection closed for its PROXY header (missing, malformed, too slow, from an
+ * untrusted peer; `detail` says which).
  */
-export type RejectReason = "limit" | "acl" | "guard" | "rate" | "proxy";
+export type RejectReason =
+  | "limit"
+  | "source"
+  | "fd"
+  | "acl"
+  | "guard"
+  | "loop"
+  | "rate"
+  | "proxy";
 
 /** A connection closed at once, or a datagram left unanswered, by a policy. */
 export interface RejectInfo<A extends EchoAddr = Deno.NetAddr> {
@@ -235,6 +246,27 @@ export interface LoopGuardOptions {
    * other forever (FreeBSD's `check_loop()` likewise refuses its own built-in ports).
    */
   localPort?: number;
+  /**
+   * The echo-loop detector of a UDP server (`BounceDetector` in loop_guard.ts): its options, or
+   * `false` to turn it off. On by default with the guard. Ignored by `LoopGuard` itself.
+   */
+  bounce?: BounceDetectorOptions | false;
+}
+
+/** Options of the UDP echo-loop detector (`BounceDetector` in loop_guard.ts). */
+export interface BounceDetectorOptions {
+  /**
+   * Quick identical returns in a row from one source before its datagrams are dropped: a whole
+   * number >= 1. Default 64 (`DEFAULT_BOUNCES`).
+   */
+  bounces?: number;
+  /**
+   * A datagram counts as a quick return when it comes within this many ms of the previous one
+   * from the same source (address and port). Default 10 (`DEFAULT_BOUNCE_WINDOW_MS`).
+   */
+  window?: number;
+  /** The clock, in ms; default `performance.now`. Read only when a payload repeats. */
+  clock?: () => number;
 }
 
 /** A TLS server's identity: its certificate chain and private key, as PEM text (not file names). */
@@ -377,7 +409,12 @@ export interface ServeWsOptions
 
 /** Options every echo server takes. */
 export interface EchoServerOptions<A extends EchoAddr = Deno.NetAddr> extends EchoHooks<A> {
-  /** Address to bind. Default `127.0.0.1`; `0.0.0.0`, `::` and `::1` work too. */
+  /**
+   * Address to bind. Default `127.0.0.1`; `0.0.0.0`, `::` and `::1` work too, as do `[::1]`,
+   * `127.1` (read as `127.0.0.1`) and host names. Parsed strictly before anything binds: a port in
+   * it (`127.0.0.1:5006`), a zone id, stray brackets or control characters throw an
+   * `InvalidHostError` whose `option` is `hostname`.
+   */
   hostname?: string;
   /** Port to bind. Default 5006; 0 picks a free one. */
   port?: number;
@@ -406,6 +443,15 @@ export interface EchoServerOptions<A extends EchoAddr = Deno.NetAddr> extends Ec
    * 4096, lowered to fit the file-descriptor limit when it can be read.
    */
   maxConnections?: number;
+  /**
+   * Most stream sessions open at once from one source: an IPv4 address, or an IPv6 /64 (see
+   * `perSourcePrefix6`); beyond it new ones are closed at once and counted as `source`. Default
+   * 64 when bound to a non-loopback address, off on loopback (decided from the bound address);
+   * 0 = off. With `workers`, each thread counts its own sessions.
+   */
+  maxPerSource?: number;
+  /** Leading bits of an IPv6 address that name one source for `maxPerSource`, 0-128. Default 64. */
+  perSourcePrefix6?: number;
   /** A TCP session with no traffic for this long (ms) is closed. Default 5 minutes; 0 = off. */
   idleTimeout?: number;
   /**
@@ -518,7 +564,14 @@ export interface ServeEchoOptions<A extends EchoAddr = Deno.NetAddr>
 export interface UnixEchoOptions extends
   Omit<
     EchoServerOptions<Deno.UnixAddr>,
-    "hostname" | "port" | "allow" | "udpRate" | "loopGuard" | "onDatagram"
+    | "hostname"
+    | "port"
+    | "allow"
+    | "maxPerSource"
+    | "perSourcePrefix6"
+    | "udpRate"
+    | "loopGuard"
+    | "onDatagram"
   > {
   /**
    * The socket file to create. A stale one left by a dead server is replaced; a live server's

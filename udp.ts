@@ -49,9 +49,8 @@ export const MAX_UDP_PAYLOAD = 65_507;
  * @throws {EchoConnectionError} When the address cannot be bound.
  */
 export async function serveUdpEcho(options: UdpEchoOptions = {}): Promise<EchoServer> {
-  const hostname = options.hostname ?? DEFAULT_HOSTNAME;
+  const { acl, hostname } = policyOf(options);
   const port = options.port ?? DEFAULT_PORT;
-  const { acl } = policyOf(options);
   let backend: UdpBackend;
   try {
     backend = await bindUdp({ hostname, port, backend: options.backend });
@@ -134,7 +133,7 @@ class UdpServer implements EchoServer {
       stats.bytesIn += data.length;
       counters.datagramsIn++;
       counters.bytesIn += data.length;
-      const refused = policy?.check(addr.hostname, addr.port);
+      const refused = policy?.check(addr.hostname, addr.port, data);
       if (refused) {
         stats.dropped[refused]++;
         if (options.onReject) {

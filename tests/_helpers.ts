@@ -436,3 +436,20 @@ export async function tutorialTcpClient(port: number, message: string): Promise<
   conn.close();
   return new TextDecoder().decode(reply.subarray(0, got));
 }
+
+/**
+ * Sends `data` and reads exactly as many bytes back, which must be the same bytes.
+ *
+ * @param conn The connection.
+ * @param data What to send.
+ */
+export async function roundTrip(conn: Deno.Conn, data: Uint8Array): Promise<void> {
+  for (let written = 0; written < data.length;) written += await conn.write(data.subarray(written));
+  const reply = new Uint8Array(data.length);
+  for (let got = 0; got < reply.length;) {
+    const n = await conn.read(reply.subarray(got));
+    if (n === null) throw new Error(`closed after ${got} of ${data.length} echoed bytes`);
+    got += n;
+  }
+  if (reply.some((byte, i) => byte !== data[i])) throw new Error("the echo differs from the data");
+}

@@ -388,7 +388,7 @@ test("cli --json: refusals are reject events, and the stats and stopped events c
       server.stdout.waitFor(/"event":"stats"/),
       "the stats event",
     );
-    const dropped = { limit: 0, idle: 0, acl: 2, guard: 0, rate: 0 };
+    const dropped = { limit: 0, idle: 0, acl: 2, guard: 0, rate: 0, source: 0, fd: 0, loop: 0 };
     assert.deepEqual(JSON.parse(stats).stats.dropped, dropped);
     const { code, lines } = await stopServer(server);
     assert.equal(code, 0);
