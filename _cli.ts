@@ -21,7 +21,7 @@ export const EXIT_FAILURE = 1;
 /** Exit code: bad usage (unknown flag, bad value, conflicting flags). */
 export const EXIT_USAGE = 2;
 
-import { VERSION } from "./metrics.ts";
+import { VERSION } from "./_version.ts";
 /** The package version, from deno.json: one source, the one `/metrics` reports too. */
 export { VERSION };
 

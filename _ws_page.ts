@@ -6,7 +6,6 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
 
 const STYLE = `
 :root { color-scheme: light dark; --bg: #fdfdfc; --fg: #1c1c1c; --muted: #5b5b5b; --line: #d4d4d0;
@@ -268,19 +267,26 @@ const BODY = `<header>
 </section>
 </main>`;
 
-function hash(text: string): string {
-  return `sha256-${createHash("sha256").update(text).digest("base64")}`;
+/** `sha256-…` of a text, as a CSP source expression (Web Crypto: no node:crypto to load). */
+async function hash(text: string): Promise<string> {
+  const digest = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)),
+  );
+  return `sha256-${btoa(String.fromCharCode(...digest))}`;
 }
 
 /** The page and the CSP hashes of its inline style and script. */
 export interface WsPage {
   /** The whole HTML document. */
   html: string;
-  /** `sha256-…` of the inline script, for `script-src`. */
-  scriptHash: string;
-  /** `sha256-…` of the inline style, for `style-src`. */
-  styleHash: string;
+  /**
+   * `sha256-…` of the inline script and style, for `script-src` and `style-src`; computed on
+   * first use (a server that never serves the page never hashes it).
+   */
+  hashes(): Promise<{ script: string; style: string }>;
 }
+
+let hashes: Promise<{ script: string; style: string }> | undefined;
 
 /**
  * The live page.
@@ -308,6 +314,9 @@ ${BODY}
 </body>
 </html>
 `,
-  scriptHash: hash(SCRIPT),
-  styleHash: hash(STYLE),
+  hashes: () =>
+    hashes ??= Promise.all([hash(SCRIPT), hash(STYLE)]).then(([script, style]) => ({
+      script,
+      style,
+    })),
 };

@@ -42,7 +42,7 @@
  *
  * @module
  */
-import denoJson from "./deno.json" with { type: "json" };
+import { VERSION } from "./_version.ts";
 import { PROXY_REFUSAL_REASONS } from "./proxy_protocol.ts";
 import {
   ECHO_TRANSPORTS,
@@ -53,8 +53,7 @@ import {
 } from "./stats.ts";
 import { listenError } from "./_util.ts";
 
-/** This module's version, from deno.json (`echo_build_info{version}`). */
-export const VERSION: string = denoJson.version;
+export { VERSION };
 
 /** The content type of `/metrics`: the Prometheus text format, version 0.0.4. */
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -140,54 +139,7 @@ export class HealthState {
   }
 }
 
-/** A host and port, as {@linkcode parseHostPort} reads them. */
-export interface HostPort {
-  /** Host name or address (IPv6 without brackets). */
-  hostname: string;
-  /** Port, 0-65535. */
-  port: number;
-}
-
-/**
- * Reads a listen address for `--metrics`: `HOST:PORT`, `[IPv6]:PORT`, or a bare `PORT` (on
- * `defaultHost`).
- *
- * @example
- * ```ts
- * import { parseHostPort } from "./metrics.ts";
- * console.log(parseHostPort("9101")); // { hostname: "127.0.0.1", port: 9101 }
- * console.log(parseHostPort("[::1]:9101")); // { hostname: "::1", port: 9101 }
- * console.log(parseHostPort("0.0.0.0:9101")); // { hostname: "0.0.0.0", port: 9101 }
- * ```
- *
- * @param text The address.
- * @param defaultHost The host for a bare port; default `127.0.0.1`.
- * @returns The host and port.
- * @throws {TypeError} With a one-line message when the text is not such an address.
- */
-export function parseHostPort(text: string, defaultHost = "127.0.0.1"): HostPort {
-  const bad = (why: string) =>
-    new TypeError(`invalid address ${JSON.stringify(text)}: ${why} (expected HOST:PORT)`);
-  if (typeof text !== "string" || text.trim() !== text || text === "") throw bad("empty or padded");
-  let hostname: string;
-  let portText: string;
-  const bracketed = /^\[([^\]]+)\]:([^:]*)$/.exec(text);
-  if (bracketed) {
-    [, hostname, portText] = bracketed;
-  } else if (/^[0-9]+$/.test(text)) {
-    [hostname, portText] = [defaultHost, text];
-  } else {
-    const colon = text.lastIndexOf(":");
-    if (colon <= 0) throw bad("no port");
-    hostname = text.slice(0, colon);
-    portText = text.slice(colon + 1);
-    if (hostname.includes(":")) throw bad("write an IPv6 address in brackets, [::1]:PORT");
-  }
-  if (!/^(0|[1-9][0-9]{0,4})$/.test(portText) || Number(portText) > 65535) {
-    throw bad("the port must be 0-65535");
-  }
-  return { hostname, port: Number(portText) };
-}
+export { type HostPort, parseHostPort } from "./_address.ts";
 
 /** Options of {@linkcode renderMetrics}. */
 export interface RenderMetricsOptions {

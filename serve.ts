@@ -16,7 +16,7 @@ import { serveTcpEcho } from "./tcp.ts";
 import { serveUdpEcho } from "./udp.ts";
 import { serveUnixEcho } from "./unix.ts";
 import { optionOf, optionTypeError } from "./_validate.ts";
-import { EventFeed, serveWsEcho, validateWsOptions } from "./ws.ts";
+import { validateWsOptions } from "./_ws_options.ts";
 import { serveWithWorkers, validateWorkers } from "./_worker_pool.ts";
 import type {
   ConnectionInfo,
@@ -236,6 +236,8 @@ function validateWs(ws: ServeWsOptions, options: ServeEchoOptions<never>): void 
  * (without `ws`, the hot path has none). One handle; shutdown closes the WebSocket sessions with 1001.
  */
 async function serveWithWs(options: ServeEchoOptions, ws: ServeWsOptions): Promise<EchoServer> {
+  // Loaded only when asked for: a server without `ws` never loads the WebSocket server and page.
+  const { EventFeed, serveWsEcho } = await import("./ws.ts");
   const stats = options.stats ?? createStats();
   const feed = new EventFeed({ stats });
   // The WebSocket listener's ready line waits until every listener is bound.

@@ -49,14 +49,9 @@ import { createStats } from "./stats.ts";
 import { formatDuration } from "./duration.ts";
 import { ServerReport } from "./_server_report.ts";
 import { onShutdownSignals } from "./_cli_signals.ts";
-import { DEFAULT_WS_MAX_MESSAGE, WS_MAX_MESSAGE_LIMIT } from "./ws.ts";
-import {
-  HealthState,
-  type HostPort,
-  type MetricsServer,
-  parseHostPort,
-  serveMetrics,
-} from "./metrics.ts";
+import { DEFAULT_WS_MAX_MESSAGE, WS_MAX_MESSAGE_LIMIT } from "./_ws_options.ts";
+import type { HostPort, MetricsServer } from "./metrics.ts";
+import { parseHostPort } from "./_address.ts";
 import { formatAddress } from "./errors.ts";
 
 const TRANSPORTS = "Transports (TCP only: no UDP with these)";
@@ -483,7 +478,11 @@ async function main(): Promise<number> {
   const check = validate(full);
   // Ctrl-C and SIGTERM shut down gracefully; a second one (not the same Ctrl-C forwarded by a
   // task runner) exits at once.
-  const health = new HealthState();
+  // Loaded only when asked for: a server without --metrics or --drain never loads metrics.ts.
+  const metricsModule = balancer.metrics || balancer.drain
+    ? await import("./metrics.ts")
+    : undefined;
+  const health = metricsModule ? new metricsModule.HealthState() : undefined;
   let server: EchoServer<EchoAddr> | undefined;
   const shutdown = () => {
     const open = (server?.stats ?? stats).sessionsOpen;
@@ -502,10 +501,10 @@ async function main(): Promise<number> {
           `draining: /healthz answers 503; still serving for ${formatDuration(balancer.drain)}, ` +
             "then shutting down (Ctrl-C again to exit now)",
         );
-        void health.drainFor(balancer.drain, { signal: controller.signal }).then(shutdown);
+        void health!.drainFor(balancer.drain, { signal: controller.signal }).then(shutdown);
         return;
       }
-      health.drain();
+      health?.drain();
       shutdown();
     },
     immediate: () => Deno.exit(EXIT_FAILURE),
@@ -527,10 +526,10 @@ async function main(): Promise<number> {
   let metrics: MetricsServer | undefined;
   if (balancer.metrics) {
     // Bound before the echo service, so a taken port fails the start before anyone is served.
-    metrics = serveMetrics({
+    metrics = metricsModule!.serveMetrics({
       ...balancer.metrics,
       stats: () => server?.stats ?? stats,
-      health,
+      health: health!,
       transports: transport === "unix" ? ["unix"] : transport === "udp" ? ["udp"] : [
         ...(full.tls ? ["tls" as const] : ["tcp" as const]),
         ...(transport === "both" ? ["udp" as const] : []),

@@ -55,6 +55,14 @@ import {
 } from "./_util.ts";
 import { EventFeed, mayWatch } from "./_event_feed.ts";
 import { WS_PAGE } from "./_ws_page.ts";
+import {
+  checkRange,
+  DEFAULT_WS_KEEP_ALIVE,
+  DEFAULT_WS_MAX_BUFFERED,
+  DEFAULT_WS_MAX_MESSAGE,
+  DEFAULT_WS_PORT,
+  WS_MAX_MESSAGE_LIMIT,
+} from "./_ws_options.ts";
 
 export { EventFeed } from "./_event_feed.ts";
 // The info and hook types live in types.ts (serveEcho's `ws` option uses them); named here too.
@@ -75,19 +83,14 @@ export type {
   FeedTransport,
 } from "./_event_feed.ts";
 
-/** The WebSocket echo's port when none is given (the TCP/UDP echo's 5006, plus one). */
-export const DEFAULT_WS_PORT = 5007;
-/** Largest message echoed by default: 16 MiB. */
-export const DEFAULT_WS_MAX_MESSAGE = 16 << 20;
-/**
- * Largest `maxMessage` allowed: the runtime refuses single frames of 64 MiB or more before this
- * module sees them.
- */
-export const WS_MAX_MESSAGE_LIMIT = (64 << 20) - 1;
-/** Default cap on bytes queued to a client that does not read: 32 MiB. */
-export const DEFAULT_WS_MAX_BUFFERED = 32 << 20;
-/** Default keep-alive: a ping after 15 s without messages, closed 15 s later without a reply. */
-export const DEFAULT_WS_KEEP_ALIVE = 30_000;
+export {
+  DEFAULT_WS_KEEP_ALIVE,
+  DEFAULT_WS_MAX_BUFFERED,
+  DEFAULT_WS_MAX_MESSAGE,
+  DEFAULT_WS_PORT,
+  validateWsOptions,
+  WS_MAX_MESSAGE_LIMIT,
+} from "./_ws_options.ts";
 
 /** Options of {@linkcode serveWsEcho}: the WebSocket echo's own, its hooks, and the server's. */
 export interface WsEchoOptions extends WsHooks, WsOptions {
@@ -319,7 +322,7 @@ class WsServer implements WsEchoServer {
     callHook(this.#errorHooks, options.onListen, listen);
   }
 
-  #handle(request: Request, remoteAddr: Deno.NetAddr): Response {
+  #handle(request: Request, remoteAddr: Deno.NetAddr): Response | Promise<Response> {
     const url = new URL(request.url);
     if (this.#acl && !this.#acl.matches(remoteAddr.hostname)) {
       this.#reject(remoteAddr, "acl");
@@ -615,64 +618,25 @@ function text(status: number, body: string, headers: Record<string, string> = {}
 let pageHeaders: Record<string, string> | undefined;
 
 /** The page, with a Content-Security-Policy that admits only its own inline script and style. */
-function page(request: Request): Response {
-  pageHeaders ??= {
-    "content-type": "text/html; charset=utf-8",
-    "cache-control": "no-store",
-    "x-content-type-options": "nosniff",
-    "content-security-policy": [
-      "default-src 'none'",
-      `script-src '${WS_PAGE.scriptHash}'`,
-      `style-src '${WS_PAGE.styleHash}'`,
-      "connect-src 'self' ws: wss:",
-      "img-src data:",
-      "base-uri 'none'",
-      "form-action 'none'",
-    ].join("; "),
-  };
+async function page(request: Request): Promise<Response> {
+  if (!pageHeaders) {
+    const { script, style } = await WS_PAGE.hashes();
+    pageHeaders = {
+      "content-type": "text/html; charset=utf-8",
+      "cache-control": "no-store",
+      "x-content-type-options": "nosniff",
+      "content-security-policy": [
+        "default-src 'none'",
+        `script-src '${script}'`,
+        `style-src '${style}'`,
+        "connect-src 'self' ws: wss:",
+        "img-src data:",
+        "base-uri 'none'",
+        "form-action 'none'",
+      ].join("; "),
+    };
+  }
   return new Response(request.method === "HEAD" ? null : WS_PAGE.html, { headers: pageHeaders });
-}
-
-function checkRange(value: number, name: string, min: number, max = Infinity): number {
-  if (typeof value !== "number" || !(value >= min && value <= max) || Number.isNaN(value)) {
-    const range = max === Infinity ? `of at least ${min}` : `from ${min} to ${max}`;
-    throw optionRangeError(name, `${name} must be a number ${range}, got ${value}`);
-  }
-  return value;
-}
-
-/**
- * Checks the WebSocket echo's own options without binding anything; `serveEcho` checks its `ws`
- * option with it. Every error names its option in an `option` property.
- *
- * @example
- * ```ts
- * import { validateWsOptions } from "./ws.ts";
- * try {
- *   validateWsOptions({ maxMessage: 1 << 30 });
- * } catch (error) {
- *   console.log((error as RangeError & { option: string }).option); // "maxMessage"
- * }
- * ```
- *
- * @param options The options.
- * @throws {RangeError} When a number is out of range.
- * @throws {TypeError} When an `eventsFrom` rule is not a CIDR range.
- */
-export function validateWsOptions(options: WsOptions): void {
-  if (options.port !== undefined) checkRange(options.port, "port", 0, 65535);
-  if (options.keepAlive !== undefined) checkRange(options.keepAlive, "keepAlive", 0);
-  if (options.maxMessage !== undefined) {
-    checkRange(options.maxMessage, "maxMessage", 0, WS_MAX_MESSAGE_LIMIT);
-  }
-  if (options.maxBuffered !== undefined) checkRange(options.maxBuffered, "maxBuffered", 1);
-  if (options.eventsFrom !== undefined) {
-    try {
-      new CidrList(options.eventsFrom);
-    } catch (error) {
-      throw optionTypeError("eventsFrom", (error as Error).message);
-    }
-  }
 }
 
 /** Options of {@linkcode echoWs}. */

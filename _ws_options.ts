@@ -1,0 +1,81 @@
+/**
+ * The WebSocket echo's option defaults and their check: what `serveEcho` and the CLI need before
+ * (and without) loading the WebSocket server itself, which a server without `ws` never loads.
+ * Public through ws.ts.
+ *
+ * @module
+ */
+import { CidrList } from "./cidr.ts";
+import { optionRangeError, optionTypeError } from "./_validate.ts";
+import type { WsOptions } from "./types.ts";
+
+/** The WebSocket echo's port when none is given (the TCP/UDP echo's 5006, plus one). */
+export const DEFAULT_WS_PORT = 5007;
+/** Largest message echoed by default: 16 MiB. */
+export const DEFAULT_WS_MAX_MESSAGE = 16 << 20;
+/**
+ * Largest `maxMessage` allowed: the runtime refuses single frames of 64 MiB or more before this
+ * module sees them.
+ */
+export const WS_MAX_MESSAGE_LIMIT = (64 << 20) - 1;
+/** Default cap on bytes queued to a client that does not read: 32 MiB. */
+export const DEFAULT_WS_MAX_BUFFERED = 32 << 20;
+/** Default keep-alive: a ping after 15 s without messages, closed 15 s later without a reply. */
+export const DEFAULT_WS_KEEP_ALIVE = 30_000;
+
+/**
+ * A number in range, or a RangeError naming the option.
+ *
+ * @example
+ * ```ts
+ * import { checkRange } from "./_ws_options.ts";
+ * console.log(checkRange(5, "port", 0, 65535)); // 5
+ * ```
+ *
+ * @param value The value.
+ * @param name The option.
+ * @param min The least allowed.
+ * @param max The most allowed.
+ * @returns The value.
+ */
+export function checkRange(value: number, name: string, min: number, max = Infinity): number {
+  if (typeof value !== "number" || !(value >= min && value <= max) || Number.isNaN(value)) {
+    const range = max === Infinity ? `of at least ${min}` : `from ${min} to ${max}`;
+    throw optionRangeError(name, `${name} must be a number ${range}, got ${value}`);
+  }
+  return value;
+}
+
+/**
+ * Checks the WebSocket echo's own options without binding anything; `serveEcho` checks its `ws`
+ * option with it. Every error names its option in an `option` property.
+ *
+ * @example
+ * ```ts
+ * import { validateWsOptions } from "./_ws_options.ts";
+ * try {
+ *   validateWsOptions({ maxMessage: 1 << 30 });
+ * } catch (error) {
+ *   console.log((error as RangeError & { option: string }).option); // "maxMessage"
+ * }
+ * ```
+ *
+ * @param options The options.
+ * @throws {RangeError} When a number is out of range.
+ * @throws {TypeError} When an `eventsFrom` rule is not a CIDR range.
+ */
+export function validateWsOptions(options: WsOptions): void {
+  if (options.port !== undefined) checkRange(options.port, "port", 0, 65535);
+  if (options.keepAlive !== undefined) checkRange(options.keepAlive, "keepAlive", 0);
+  if (options.maxMessage !== undefined) {
+    checkRange(options.maxMessage, "maxMessage", 0, WS_MAX_MESSAGE_LIMIT);
+  }
+  if (options.maxBuffered !== undefined) checkRange(options.maxBuffered, "maxBuffered", 1);
+  if (options.eventsFrom !== undefined) {
+    try {
+      new CidrList(options.eventsFrom);
+    } catch (error) {
+      throw optionTypeError("eventsFrom", (error as Error).message);
+    }
+  }
+}
