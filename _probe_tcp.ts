@@ -15,7 +15,7 @@ import {
 } from "./errors.ts";
 import { Buffer } from "node:buffer";
 import { startTlsClient } from "./_tls_client.ts";
-import { proxyHeaderFor } from "./proxy_protocol.ts";
+import { proxyHeaderFor } from "./proxy_header.ts";
 import { type LaneTotals, type ProbeLane, type ProbeRun, QueuedLane, Ring } from "./_probe_run.ts";
 
 /** The payload pattern of TCP requests repeats every PERIOD bytes (a prime, so it never aligns). */

@@ -31,7 +31,7 @@ import {
   toBytes,
 } from "./_util.ts";
 import { connectAnyAddress } from "./_tcp_connect.ts";
-import { proxyHeaderFor } from "./proxy_protocol.ts";
+import { proxyHeaderFor } from "./proxy_header.ts";
 import { DEFAULT_HANDSHAKE_TIMEOUT, TlsRelayListener } from "./_tls_relay.ts";
 
 /**

@@ -7,12 +7,8 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { HealthState, serveMetrics } from "../metrics.ts";
-import {
-  encodeProxyHeader,
-  type ProxyHeader,
-  type ProxyHeaderInit,
-  readProxyHeader,
-} from "../proxy_protocol.ts";
+import { type ProxyHeader, readProxyHeader } from "../proxy_protocol.ts";
+import { encodeProxyHeader, type ProxyHeaderInit } from "../proxy_header.ts";
 import { serveEcho } from "../serve.ts";
 import { createStats } from "../stats.ts";
 import type { EchoServer } from "../serve.ts";

@@ -3,7 +3,6 @@ import { Buffer } from "node:buffer";
 import { CidrList, ipFromBytes, ipToBytes } from "../cidr.ts";
 import {
   crc32c,
-  encodeProxyHeader,
   isTrustedProxyPeer,
   parseProxyHeader,
   proxiedAddress,
@@ -11,14 +10,13 @@ import {
   PROXY_V1_MAX_LENGTH,
   PROXY_V2_SIGNATURE,
   type ProxyHeader,
-  proxyHeaderFor,
-  type ProxyHeaderInit,
   type ProxyHeaderSource,
   type ProxyParseResult,
   ProxyProtocolError,
   type ProxyRefusalReason,
   readProxyHeader,
 } from "../proxy_protocol.ts";
+import { encodeProxyHeader, proxyHeaderFor, type ProxyHeaderInit } from "../proxy_header.ts";
 import { Random, randomSeed } from "../_random.ts";
 import {
   type Ending,
