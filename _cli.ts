@@ -9,7 +9,7 @@ import { parseDuration } from "./duration.ts";
 import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./types.ts";
 import { FileTooLargeError, readTextFileCapped } from "./_read_file.ts";
 import { InvalidHostError, parseHost } from "./_address.ts";
-import { CidrLineError, readCidrFile } from "./cidr.ts";
+import { CidrLineError, readCidrFile } from "./cidr_file.ts";
 
 /** The schema version of every `--json` line and object of both CLIs; bumped when a field changes meaning. */
 export const JSON_SCHEMA = 1;

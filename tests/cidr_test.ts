@@ -2,18 +2,15 @@ import assert from "node:assert/strict";
 import { isIP } from "node:net";
 import {
   type Cidr,
-  CidrLineError,
   CidrList,
   classifyAddress,
-  FileTooLargeError,
   ipFromBytes,
   ipToBytes,
   isBroadcastOrMulticast,
   isLoopback,
   parseCidr,
-  parseCidrLines,
-  readCidrFile,
 } from "../cidr.ts";
+import { CidrLineError, FileTooLargeError, parseCidrLines, readCidrFile } from "../cidr_file.ts";
 
 Deno.test("parseCidr: IPv4 prefixes and bare addresses", () => {
   assert.deepEqual(parseCidr("10.0.0.0/8"), { family: 4, address: "10.0.0.0", prefix: 8 });
