@@ -34,6 +34,7 @@
  * @module
  */
 export * from "./cidr.ts";
+export * from "./cidr_file.ts";
 export * from "./duration.ts";
 export * from "./errors.ts";
 export * from "./hdr_log.ts";
@@ -43,9 +44,11 @@ export * from "./limits.ts";
 export * from "./loop_guard.ts";
 export * from "./metrics.ts";
 export * from "./probe.ts";
+export * from "./proxy_header.ts";
 export * from "./proxy_protocol.ts";
 export * from "./probe_result.ts";
 export * from "./probe_workers.ts";
+export * from "./proxy_header.ts";
 export * from "./proxy_protocol.ts";
 export * from "./sequence.ts";
 export * from "./serve.ts";
