@@ -50,7 +50,8 @@ export interface ParseCidrLinesOptions {
  *
  * @example
  * ```ts
- * import { CidrList, parseCidrLines } from "./cidr_file.ts";
+ * import { CidrList } from "./cidr.ts";
+ * import { parseCidrLines } from "./cidr_file.ts";
  *
  * const rules = parseCidrLines("# offices\n10.0.0.0/8\n\n2001:db8::/32  # lab\n");
  * console.log(rules); // ["10.0.0.0/8", "2001:db8::/32"]
@@ -108,7 +109,8 @@ export const MAX_CIDR_FILE_BYTES = 16 * 1024 * 1024;
  *
  * @example
  * ```ts
- * import { CidrList, readCidrFile } from "./cidr_file.ts";
+ * import { CidrList } from "./cidr.ts";
+ * import { readCidrFile } from "./cidr_file.ts";
  *
  * const path = await Deno.makeTempFile();
  * await Deno.writeTextFile(path, "127.0.0.0/8\n::1 # loopback\n");

@@ -166,7 +166,8 @@ export function encodeProxyHeader(init: ProxyHeaderInit): Uint8Array {
  *
  * @example
  * ```ts
- * import { parseProxyHeader, proxyHeaderFor } from "./proxy_header.ts";
+ * import { proxyHeaderFor } from "./proxy_header.ts";
+ * import { parseProxyHeader } from "./proxy_protocol.ts";
  *
  * const header = proxyHeaderFor({
  *   localAddr: { transport: "tcp", hostname: "127.0.0.1", port: 50000 },

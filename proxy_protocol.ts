@@ -229,7 +229,8 @@ function maxHeaderBytesOf(value: number | undefined): number {
  *
  * @example Feed it a binary header one chunk at a time
  * ```ts
- * import { encodeProxyHeader, parseProxyHeader } from "./proxy_protocol.ts";
+ * import { parseProxyHeader } from "./proxy_protocol.ts";
+ * import { encodeProxyHeader } from "./proxy_header.ts";
  *
  * const header = encodeProxyHeader({
  *   version: 2,
@@ -605,7 +606,8 @@ export function isTrustedProxyPeer(peer: Deno.Addr, trusted?: CidrList): boolean
  *
  * @example A header and data in one write
  * ```ts
- * import { encodeProxyHeader, readProxyHeader } from "./proxy_protocol.ts";
+ * import { readProxyHeader } from "./proxy_protocol.ts";
+ * import { encodeProxyHeader } from "./proxy_header.ts";
  *
  * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const client = await Deno.connect({ port: (listener.addr as Deno.NetAddr).port });
