@@ -27,6 +27,7 @@ import { mergeProbeResults, parseProbeResultRecord, ProbeMergeError } from "./pr
 import { runProbeWorkers } from "./probe_workers.ts";
 import type { TcpClientOptions } from "./tcp.ts";
 import { MAX_UDP_PAYLOAD } from "./udp.ts";
+import { wsAddress, wsUrl, type WsUrlOptions } from "./_ws_options.ts";
 import {
   DEFAULT_PROBE_SIZE,
   DEFAULT_PROBE_TCP_TIMEOUT,
@@ -65,7 +66,7 @@ export const PROBE_FLAGS: CliSpec["flags"] = [
     "count -n N": "send N requests in total (ping: default until Ctrl-C)",
     "interval -i DURATION": "ping: time between probes (default 1s)",
     "bench": "bench: load the server; report req/s, MB/s, latency percentiles, errors",
-    "connections -c N": "bench: TCP connections or UDP sockets (default 1)",
+    "connections -c N": "bench: TCP or WebSocket connections, or UDP sockets (default 1)",
     "duration -d DURATION": "how long to measure (bench: default 10s unless --count)",
     "size -s BYTES":
       `bytes per request (default ${DEFAULT_PROBE_SIZE}, --stream ${DEFAULT_STREAM_SIZE}; UDP >= 24)`,
@@ -113,6 +114,8 @@ export const PROBE_NOTE =
   `unanswered before its connection counts an error and is opened again (default ${
     DEFAULT_PROBE_TCP_TIMEOUT / 1000
   }s).\n` +
+  "With --ws (or --url) each probe is one binary message of --size bytes, verified byte for byte,\n" +
+  "over ws: or wss: (--tls, --ca); --stream and --proxy-header are TCP's.\n" +
   "Both exit 0 when at least one reply came back and none differed from what was sent. Bench\n" +
   "shows a progress line and a latency histogram on a terminal, and prints one JSON object\n" +
   "(schema 1) with --json or when stdout is not a terminal. Ctrl-C ends either mode early and\n" +
@@ -305,17 +308,27 @@ export async function merge(files: string[], values: FlagValues): Promise<number
  *
  * @param mode Which mode.
  * @param values Parsed flags.
- * @param common The flags every mode shares, already checked, and where to connect.
+ * @param common The flags every mode shares, already checked, and where to connect (`ws`: a
+ * WebSocket target, `url` or `hostname`/`port`).
  * @returns The exit code.
  */
 export async function measure(
   mode: "ping" | "bench",
   values: FlagValues,
-  common: { udp: boolean; json: boolean; target: TcpClientOptions; timeout?: number },
+  common: {
+    udp: boolean;
+    ws?: boolean;
+    json: boolean;
+    target: TcpClientOptions & Pick<WsUrlOptions, "url" | "path">;
+    timeout?: number;
+  },
 ): Promise<number> {
   const { udp, json, target, timeout } = common;
+  const ws = Boolean(common.ws);
   const stream = Boolean(values.stream);
-  if (stream && udp) throw new UsageError("--stream is TCP only");
+  if (stream && (udp || ws)) {
+    throw new UsageError(`--stream is TCP only, not ${udp ? "UDP" : "--ws"}`);
+  }
   if (stream && values.rate !== undefined) {
     throw new UsageError("--rate and --stream exclude each other: a stream keeps its window full");
   }
@@ -367,7 +380,7 @@ export async function measure(
     : parseProbeWorkers(values.workers as string, { connections, count });
   if (workers !== undefined) requireWorkerRead();
   const options: ProbeOptions = {
-    transport: udp ? "udp" : "tcp",
+    transport: udp ? "udp" : ws ? "ws" : "tcp",
     ...target,
     connections,
     size,
@@ -390,10 +403,13 @@ export async function measure(
     }
     throw error;
   }
-  const address: EchoAddress = target.unix !== undefined
+  const address: EchoAddress = ws
+    ? wsAddress(wsUrl(target))
+    : target.unix !== undefined
     ? { hostname: "", port: 0, transport: "unix", path: target.unix }
-    : { hostname: target.hostname!, port: target.port!, transport: options.transport! };
-  const tls = target.tls !== undefined;
+    : { hostname: target.hostname!, port: target.port!, transport: udp ? "udp" : "tcp" };
+  // A wss: URL speaks TLS without --tls.
+  const tls = target.tls !== undefined || (ws && wsUrl(target).startsWith("wss:"));
   const colors = paletteFor(Deno.stdout);
   const human = mode === "ping" ? !json : !json && Deno.stdout.isTerminal();
   const run: RunDescription = { mode, rate, interval, duration, count, warmup };

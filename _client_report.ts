@@ -90,7 +90,8 @@ export function formatMegabytes(bytesPerSecond: number): string {
 }
 
 /**
- * The transport as people name it: `tls` and `unix` for those TCP lanes, else `tcp` or `udp`.
+ * The transport as people name it: `tls` and `unix` for those TCP lanes, `wss` for WebSocket
+ * over TLS, else `tcp`, `udp` or `ws`.
  *
  * @example
  * ```ts
@@ -100,12 +101,13 @@ export function formatMegabytes(bytesPerSecond: number): string {
  * ```
  *
  * @param result A result, or the same fields.
- * @returns `tcp`, `tls`, `unix` or `udp`.
+ * @returns `tcp`, `tls`, `unix`, `udp`, `ws` or `wss`.
  */
 export function transportName(
   result: Pick<ProbeResult, "transport" | "address" | "tls">,
 ): EchoTransportName {
   if (result.address.transport === "unix") return "unix";
+  if (result.transport === "ws") return result.tls ? "wss" : "ws";
   return result.tls ? "tls" : result.transport;
 }
 
@@ -372,7 +374,7 @@ export function formatBenchSummary(result: ProbeResult, colors: Palette): string
     bad(result.errors, plural(result.errors, "error")),
     bad(result.mismatches, plural(result.mismatches, "mismatch", "mismatches")),
   ];
-  if (result.transport === "tcp" && result.failed > 0) {
+  if (result.transport !== "udp" && result.failed > 0) {
     problems.push(colors.red(`${formatCount(result.failed)} failed with their connection`));
   }
   if (result.unsent > 0) {

@@ -1,7 +1,7 @@
 /**
  * The run behind {@linkcode runProbe}: the schedule (closed, `rate`, `interval`), the `count` and
  * `duration` budget, warm-up, timers, hooks and the result. It knows nothing of sockets: the
- * lanes (`_probe_tcp.ts`, `_probe_udp.ts`) implement {@linkcode ProbeLane} and report back through
+ * lanes (`_probe_tcp.ts`, `_probe_udp.ts`, `_probe_ws.ts`) implement {@linkcode ProbeLane} and report back through
  * `admit`, `complete`, `capacity`, `settle`, `error` and `fail`.
  *
  * @module
@@ -22,7 +22,9 @@ const PROGRESS_PERIOD = 1000;
 export interface Settings {
   hostname: string;
   port: number;
-  transport: "tcp" | "udp";
+  transport: "tcp" | "udp" | "ws";
+  /** WebSocket lanes connect to this URL (`hostname` and `port` are its). */
+  url: string | undefined;
   connections: number;
   size: number;
   count: number;
@@ -34,7 +36,7 @@ export interface Settings {
   timeout: number;
   /** Interval reports every this many ms; 0 when off. */
   reportInterval: number;
-  /** TCP lanes speak TLS with these. */
+  /** TCP lanes speak TLS with these (WebSocket lanes: wss:, trusting `caCerts`). */
   tls: TlsClientOptions | undefined;
   /** TCP lanes connect to this Unix socket path. */
   unix: string | undefined;
@@ -107,6 +109,11 @@ export interface ProbeLane {
   dropQueued(): number;
   /** Closes the connection or socket for good. */
   close(): void;
+  /**
+   * Resolves once what `close()` began has ended (WebSocket: the closing handshakes, bounded);
+   * the run resolves after it. Lanes that close at once leave it out.
+   */
+  whenClosed?(): Promise<void>;
   /** Completed measured requests. */
   served: number;
   /**
@@ -219,10 +226,22 @@ export class ProbeRun {
     this.scheduled = settings.period > 0;
     this.address = settings.unix !== undefined
       ? { hostname: "", port: 0, transport: "unix", path: settings.unix }
-      : { hostname: settings.hostname, port: settings.port, transport: settings.transport };
+      : {
+        hostname: settings.hostname,
+        port: settings.port,
+        transport: settings.transport === "udp" ? "udp" : "tcp",
+      };
   }
 
   async start(): Promise<ProbeResult> {
+    try {
+      return await this.#run();
+    } finally {
+      await Promise.all(this.workers.map((w) => w.whenClosed?.()));
+    }
+  }
+
+  async #run(): Promise<ProbeResult> {
     const signal = this.options.signal;
     const done = new Promise<ProbeResult>((resolve, reject) => {
       this.#resolve = resolve;
@@ -549,6 +568,7 @@ export class ProbeRun {
       unsent: this.unsent,
       connectionsServed: served,
       ...(s.tls !== undefined ? { tls: true } : {}),
+      ...(s.url !== undefined ? { url: s.url } : {}),
     };
   }
 }

@@ -8,7 +8,6 @@
 import {
   describeNetworkError,
   EchoConnectionError,
-  EchoError,
   EchoMismatchError,
   EchoTimeoutError,
   formatAddress,
@@ -16,12 +15,12 @@ import {
 import { Buffer } from "node:buffer";
 import { startTlsClient } from "./_tls_client.ts";
 import { proxyHeaderFor } from "./proxy_header.ts";
-import { type LaneTotals, type ProbeLane, type ProbeRun, QueuedLane, Ring } from "./_probe_run.ts";
+import type { ProbeLane, ProbeRun } from "./_probe_run.ts";
+import { ConnectionLane, connectLanes, isPermissionError } from "./_probe_connection.ts";
 
 /** The payload pattern of TCP requests repeats every PERIOD bytes (a prime, so it never aligns). */
-const PERIOD = 251;
-/** Pause before a failed TCP connection is opened again, in ms. */
-const RECONNECT_DELAY = 100;
+export const PATTERN_PERIOD = 251;
+const PERIOD = PATTERN_PERIOD;
 /** Segments at least this long are compared natively (Buffer.compare); shorter ones in JS. */
 const NATIVE_COMPARE_MIN = 256;
 /** The most bytes one TCP write or read covers. */
@@ -29,56 +28,48 @@ const MAX_IO = 256 * 1024;
 
 export async function openTcpLanes(run: ProbeRun): Promise<ProbeLane[]> {
   const pattern = makePattern();
-  const workers = Array.from(
-    { length: run.s.connections },
-    (_, i) => new TcpLane(run, i, pattern),
-  );
-  const outcomes = await Promise.all(workers.map((w) => w.connect(false)));
-  if (!outcomes.some((ok) => ok)) {
-    for (const w of workers) w.close();
-    throw workers[0].lastError;
-  }
-  for (const [i, ok] of outcomes.entries()) {
-    if (ok) continue;
-    const error = workers[i].lastError;
-    if (!(error instanceof EchoError)) {
-      for (const w of workers) w.close();
-      throw error;
-    }
-    run.error(error);
-    workers[i].scheduleReconnect();
-  }
-  return workers;
+  const lanes = Array.from({ length: run.s.connections }, (_, i) => new TcpLane(run, i, pattern));
+  return await connectLanes(run, lanes);
 }
 
 /**
- * The TCP request bytes: byte `o` of a connection's stream is `pattern[o % PERIOD]`, and the
- * buffer is long enough that any write or read of up to MAX_IO bytes is one subarray of it.
+ * The request bytes: byte `o` of a connection's stream is `pattern[o % PERIOD]`, and the buffer
+ * is long enough that any write or read of up to `span` bytes (TCP: MAX_IO; WebSocket: one
+ * message) is one subarray of it.
  */
-function makePattern(): Uint8Array {
-  const pattern = new Uint8Array(PERIOD + MAX_IO);
+export function makePattern(span: number = MAX_IO): Uint8Array {
+  const pattern = new Uint8Array(PERIOD + span);
   for (let i = 0; i < pattern.length; i++) pattern[i] = ((i % PERIOD) * 151 + 89) & 0xff;
   return pattern;
 }
 
-export class TcpLane extends QueuedLane {
-  lastError: unknown;
+/**
+ * Whether `data[start..end)` differs from the pattern at stream offset `offset`: natively compared
+ * (memcmp, some 40 times faster than a JS loop) from NATIVE_COMPARE_MIN bytes, in JS below.
+ */
+export function differsFromPattern(
+  data: Uint8Array,
+  start: number,
+  end: number,
+  pattern: Uint8Array,
+  offset: number,
+): boolean {
+  let p = offset % PERIOD;
+  if (end - start >= NATIVE_COMPARE_MIN) {
+    return Buffer.compare(data.subarray(start, end), pattern.subarray(p, p + end - start)) !== 0;
+  }
+  for (let k = start; k < end; k++, p++) if (data[k] !== pattern[p]) return true;
+  return false;
+}
 
+export class TcpLane extends ConnectionLane {
   readonly #pattern: Uint8Array;
   readonly #buffer: Uint8Array;
   readonly #size: number;
   #conn: Deno.Conn | undefined;
-  /** Names the target in messages: `tcp 127.0.0.1:5006`, `tls …`, `unix /path`. */
-  readonly #where: string;
   /** Bumped on every (re)connect and failure; loops of an older generation stop. */
   #gen = 0;
   #writing = false;
-  #closed = false;
-  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Send times of the requests in flight, oldest first. */
-  readonly #inflight: Ring;
-  /** Sequence number of the oldest request in flight. */
-  #headSeq = 0;
   #sendOffset = 0;
   #recvOffset = 0;
   /** Bytes of the oldest request received so far, and whether any of them differed. */
@@ -86,29 +77,16 @@ export class TcpLane extends QueuedLane {
   #bad = false;
 
   constructor(run: ProbeRun, index: number, pattern: Uint8Array) {
-    super(run, index);
+    const kind = run.s.unix !== undefined ? "unix" : run.s.tls !== undefined ? "tls" : "tcp";
+    super(run, index, `${kind} ${formatAddress(run.address)}`);
     this.#pattern = pattern;
     this.#size = run.s.size;
     const window = run.s.size * Math.min(run.s.pipeline, 64);
     this.#buffer = new Uint8Array(Math.min(MAX_IO, Math.max(16 * 1024, window)));
-    this.#inflight = new Ring(Math.min(run.s.pipeline, 1024));
-    const kind = run.s.unix !== undefined ? "unix" : run.s.tls !== undefined ? "tls" : "tcp";
-    this.#where = `${kind} ${formatAddress(run.address)}`;
-  }
-
-  load(): number {
-    return this.#inflight.length + this.queue.length;
   }
 
   ready(): boolean {
     return this.#conn !== undefined;
-  }
-
-  measuredInFlight(): number {
-    let n = 0;
-    const start = this.run.measureStart;
-    for (let i = 0; i < this.#inflight.length; i++) if (this.#inflight.at(i) >= start) n++;
-    return n;
   }
 
   /** Opens the connection; resolves false (after counting the error) when it cannot. */
@@ -116,17 +94,15 @@ export class TcpLane extends QueuedLane {
     const run = this.run;
     const gen = ++this.#gen;
     const timeout = run.s.timeout;
-    const where = this.#where;
+    const where = this.where;
     const timer = new AbortController();
     const timeoutId = setTimeout(() => timer.abort(), timeout);
     let conn: Deno.Conn;
     try {
       conn = await this.#dial(AbortSignal.any([timer.signal, run.closing.signal]));
     } catch (error) {
-      if (this.#closed || run.finished) return false;
-      if (
-        error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied
-      ) {
+      if (this.closed || run.finished) return false;
+      if (isPermissionError(error)) {
         this.lastError = error;
         if (reconnect) run.fail(error);
         return false;
@@ -149,7 +125,7 @@ export class TcpLane extends QueuedLane {
     } finally {
       clearTimeout(timeoutId);
     }
-    if (this.#closed || run.finished || gen !== this.#gen) {
+    if (this.closed || run.finished || gen !== this.#gen) {
       conn.close();
       return false;
     }
@@ -199,21 +175,6 @@ export class TcpLane extends QueuedLane {
     }, signal);
   }
 
-  scheduleReconnect(): void {
-    const run = this.run;
-    if (this.#closed || run.finished || this.#reconnectTimer !== undefined) return;
-    if (run.noMore) {
-      // Nothing more to send: requests handed to this connection are dropped, not retried.
-      run.failed += this.dropQueued();
-      run.settle();
-      return;
-    }
-    this.#reconnectTimer = setTimeout(() => {
-      this.#reconnectTimer = undefined;
-      if (!this.#closed && !run.finished) void this.connect(true);
-    }, RECONNECT_DELAY);
-  }
-
   pump(): void {
     if (this.#writing || this.#conn === undefined || this.run.finished) return;
     this.#writing = true;
@@ -224,7 +185,7 @@ export class TcpLane extends QueuedLane {
     const run = this.run;
     const size = this.#size;
     const cap = run.s.pipeline;
-    const inflight = this.#inflight;
+    const inflight = this.inflight;
     const pattern = this.#pattern;
     try {
       for (;;) {
@@ -258,7 +219,7 @@ export class TcpLane extends QueuedLane {
         }
       }
     } catch (error) {
-      if (gen === this.#gen) this.#fail(error);
+      if (gen === this.#gen) this.fail(error);
       return;
     }
     if (gen === this.#gen) this.#writing = false;
@@ -271,9 +232,9 @@ export class TcpLane extends QueuedLane {
         const n = await conn.read(buffer);
         if (gen !== this.#gen) return;
         if (n === null) {
-          this.#fail(
+          this.fail(
             new EchoConnectionError(
-              `${this.#where} closed the connection`,
+              `${this.where} closed the connection`,
               { address: this.run.address },
             ),
           );
@@ -283,7 +244,7 @@ export class TcpLane extends QueuedLane {
         if (gen !== this.#gen || this.run.finished) return;
       }
     } catch (error) {
-      if (gen === this.#gen) this.#fail(error);
+      if (gen === this.#gen) this.fail(error);
     }
   }
 
@@ -292,35 +253,23 @@ export class TcpLane extends QueuedLane {
     const buffer = this.#buffer;
     const pattern = this.#pattern;
     const size = this.#size;
-    const inflight = this.#inflight;
+    const inflight = this.inflight;
     let completed = 0;
     let now = 0;
     for (let i = 0; i < n;) {
       if (inflight.length === 0) {
         run.mismatches++;
-        this.#fail(
+        this.fail(
           new EchoMismatchError(
-            `${this.#where} sent back more bytes than were sent`,
+            `${this.where} sent back more bytes than were sent`,
             { address: run.address, offset: this.#recvOffset },
           ),
         );
         return;
       }
       const take = Math.min(size - this.#partial, n - i);
-      if (!this.#bad) {
-        let p = this.#recvOffset % PERIOD;
-        if (take >= NATIVE_COMPARE_MIN) {
-          // Native memcmp: some 40 times faster than a JS loop on large segments.
-          const expected = pattern.subarray(p, p + take);
-          if (Buffer.compare(buffer.subarray(i, i + take), expected) !== 0) this.#bad = true;
-        } else {
-          for (let k = i, end = i + take; k < end; k++, p++) {
-            if (buffer[k] !== pattern[p]) {
-              this.#bad = true;
-              break;
-            }
-          }
-        }
+      if (!this.#bad && differsFromPattern(buffer, i, i + take, pattern, this.#recvOffset)) {
+        this.#bad = true;
       }
       i += take;
       this.#recvOffset += take;
@@ -328,7 +277,7 @@ export class TcpLane extends QueuedLane {
       if (this.#partial === size) {
         if (now === 0) now = performance.now();
         const sentAt = inflight.shift();
-        const seq = this.#headSeq++;
+        const seq = this.headSeq++;
         const warm = sentAt < run.measureStart;
         run.inflight--;
         completed++;
@@ -352,22 +301,7 @@ export class TcpLane extends QueuedLane {
     }
   }
 
-  tick(now: number): void {
-    if (this.#conn === undefined || this.#inflight.length === 0) return;
-    const oldest = this.#inflight.peek();
-    if (now - oldest >= this.run.s.timeout) {
-      const run = this.run;
-      this.#fail(
-        new EchoTimeoutError(
-          `no reply from ${this.#where} within ${run.s.timeout}ms`,
-          { address: run.address },
-        ),
-      );
-    }
-  }
-
-  #fail(error: unknown): void {
-    const run = this.run;
+  protected fail(error: unknown): void {
     this.#gen++;
     this.#writing = false;
     const conn = this.#conn;
@@ -377,37 +311,14 @@ export class TcpLane extends QueuedLane {
     } catch {
       // already closed
     }
-    if (this.#closed || run.finished) return;
-    const lost = this.#inflight.length;
-    for (let i = 0; i < lost; i++) if (this.#inflight.at(i) >= run.measureStart) run.failed++;
-    this.#inflight.clear();
-    this.#headSeq += lost;
-    run.inflight -= lost;
     this.#partial = 0;
     this.#bad = false;
-    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
-      run.fail(error);
-      return;
-    }
-    const e = error instanceof EchoError ? error : new EchoConnectionError(
-      `${this.#where}: ${describeNetworkError(error)}`,
-      { address: run.address, cause: error },
-    );
-    run.error(e);
-    if (run.finished) return;
-    this.scheduleReconnect();
-    if (!run.finished) run.settle();
-  }
-
-  contribute(totals: LaneTotals): void {
-    totals.outstanding += this.measuredInFlight();
+    this.failConnection(error, describeNetworkError);
   }
 
   close(): void {
-    this.#closed = true;
+    this.stopReconnecting();
     this.#gen++;
-    if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = undefined;
     const conn = this.#conn;
     this.#conn = undefined;
     try {

@@ -14,7 +14,7 @@ export type ProbeReplyKind = "reply" | "late" | "duplicate" | "mismatch";
 
 /** One reply, as passed to {@linkcode ProbeOptions.onReply}. */
 export interface ProbeReply {
-  /** Which connection (TCP) or socket (UDP) it came on, from 0. */
+  /** Which connection (TCP, WebSocket) or socket (UDP) it came on, from 0. */
   connection: number;
   /** The request's sequence number on that connection or socket, from 0; -1 when unreadable. */
   seq: number;
@@ -52,15 +52,22 @@ export interface ProbeProgress {
 export interface ProbeOptions {
   /** Server host name or address. Default `127.0.0.1`. */
   hostname?: string;
-  /** Server port, 1 to 65535. Default 5006. */
+  /** Server port, 1 to 65535. Default 5006 (`ws`: 5007). */
   port?: number;
-  /** `tcp` (default) or `udp`. */
-  transport?: "tcp" | "udp";
-  /** TCP connections or UDP sockets to use, 1 to 100,000. Default 1. */
+  /**
+   * `tcp` (default), `udp`, or `ws`: WebSocket connections (`url`, or `hostname`, `port` and
+   * `path`; `wss:` with `tls`), each request one binary message, verified like TCP's bytes.
+   */
+  transport?: "tcp" | "udp" | "ws";
+  /** `ws` only: the echo's `ws://` or `wss://` URL, instead of `hostname`, `port` and `path`. */
+  url?: string;
+  /** `ws` only: the path to ask for when the URL is built from `hostname` and `port`. Default `/`. */
+  path?: string;
+  /** TCP or WebSocket connections, or UDP sockets, to use, 1 to 100,000. Default 1. */
   connections?: number;
   /**
-   * Bytes per request (TCP) or datagram (UDP). Default 64. UDP: 24 (the probe header) to 65,507;
-   * TCP: 1 to 16 MiB. In `stream` mode the unit in which latency is recorded (default 64 KiB).
+   * Bytes per request (TCP), datagram (UDP) or binary message (WebSocket). Default 64. UDP: 24
+   * (the probe header) to 65,507; TCP and WebSocket: 1 to 16 MiB. In `stream` mode the unit in which latency is recorded (default 64 KiB).
    */
   size?: number;
   /** Measured requests to send in total; the run ends when all are answered, lost or failed. */
@@ -85,8 +92,8 @@ export interface ProbeOptions {
   stream?: boolean;
   /**
    * UDP: a probe without a reply this long (ms) is lost, and a reply after it is late. TCP: a
-   * request unanswered this long is an error and the connection is closed and opened again; also
-   * the connect timeout. Default 1000 (UDP) or 5000 (TCP).
+   * (or WebSocket) request unanswered this long is an error and the connection is closed and
+   * opened again; also the connect timeout. Default 1000 (UDP) or 5000 (TCP, WebSocket).
    */
   timeout?: number;
   /** Ends the run early; the promise then resolves with the results so far (`aborted: true`). */
@@ -108,8 +115,9 @@ export interface ProbeOptions {
   /** Called once per `reportInterval` with that interval's counts and latency. */
   onInterval?: (report: ProbeIntervalReport) => void;
   /**
-   * TCP only: speak TLS, verifying the server's certificate (`caCerts`, `servername` as for
-   * `echoTcp`). Same histograms and accounting as plain TCP.
+   * TCP: speak TLS, verifying the server's certificate (`caCerts`, `servername` as for
+   * `echoTcp`). Same histograms and accounting as plain TCP. WebSocket: `wss:`, trusting `caCerts`
+   * besides the built-in roots (no `servername`: the URL's host is the name checked).
    */
   tls?: TlsClientOptions;
   /**
@@ -177,8 +185,10 @@ export interface ProbeIntervalReport {
 
 /** The outcome of {@linkcode runProbe}. Counts cover the measured part of the run only. */
 export interface ProbeResult {
-  /** `tcp` or `udp`. */
-  transport: "tcp" | "udp";
+  /** `tcp`, `udp` or `ws` (with `tls` set for `wss:`). */
+  transport: "tcp" | "udp" | "ws";
+  /** WebSocket runs: the URL connected to. */
+  url?: string;
   /** The server. */
   address: EchoAddress;
   /** Connections or sockets used. */
@@ -211,7 +221,7 @@ export interface ProbeResult {
   errors: number;
   /** Replies whose bytes differed from what was sent (UDP: the probe then counts as lost). */
   mismatches: number;
-  /** TCP: requests in flight on a connection that failed. */
+  /** TCP, WebSocket: requests in flight on a connection that failed. */
   failed: number;
   /** UDP: probes with no reply within the timeout, and none since. */
   lost: number;
@@ -231,7 +241,7 @@ export interface ProbeResult {
   unsent: number;
   /** Connections or sockets that completed at least one measured request. */
   connectionsServed: number;
-  /** Set (true) when the TCP lanes spoke TLS. */
+  /** Set (true) when the TCP lanes spoke TLS, or the WebSocket lanes `wss:`. */
   tls?: boolean;
 }
 

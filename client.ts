@@ -15,6 +15,7 @@
  * deno run --allow-net --allow-read client.ts --tls --ca cert.pem [options] [MESSAGE]
  * deno run --allow-read --allow-write --allow-net client.ts --unix PATH [options] [MESSAGE]
  * deno run --allow-net client.ts --ws [--host H] [--port P] | --url ws://HOST:PORT/ [MESSAGE]
+ * deno run --allow-net client.ts --ws --ping | --bench [--url ws://HOST:PORT/] [options]
  * ```
  *
  * @module
@@ -77,6 +78,7 @@ const SPEC: CliSpec = {
     "deno run --allow-net --allow-read client.ts --tls --ca cert.pem [options] [MESSAGE]",
     "deno run --allow-read --allow-write --allow-net client.ts --unix PATH [options] [MESSAGE]",
     "deno run --allow-net client.ts --ws [--host H] [--port P] | --url ws://HOST:PORT/ [MESSAGE]",
+    "deno run --allow-net client.ts --ws --ping | --bench [--url ws://HOST:PORT/] [options]",
   ],
   flags: [
     ...flagTable(undefined, {
@@ -96,8 +98,9 @@ const SPEC: CliSpec = {
       "servername NAME": "with --tls: the name the certificate must hold, when --host is not in it",
       "unix PATH": "connect to the Unix domain socket at PATH instead of --host and --port",
     }),
-    ...flagTable("WebSocket (one echo; ping and bench not yet)", {
-      "ws": `send one WebSocket text message (default port ${DEFAULT_WS_PORT}; wss: with --tls)`,
+    ...flagTable("WebSocket (one echo, ping and bench)", {
+      "ws":
+        `WebSocket: one text message, or ping/bench binary messages (default port ${DEFAULT_WS_PORT}; wss: with --tls)`,
       "url URL": "the WebSocket echo's ws:// or wss:// URL (implies --ws; not with --host/--port)",
     }),
     ...flagTable("Load balancers", {
@@ -129,6 +132,10 @@ const SPEC: CliSpec = {
     [
       "deno run --allow-net client.ts --ws --port 8080 'hi there'",
       "one WebSocket message to server.ts --ws 8080, verified, with its round-trip time",
+    ],
+    [
+      "deno run --allow-net client.ts --ws --port 8080 --bench -c 4 --pipeline 2 -d 5s",
+      "loads server.ts --ws 8080 from 4 WebSockets, 2 binary messages in flight on each",
     ],
     [
       "deno run --allow-net client.ts --count 5 --interval 200ms -u",
@@ -186,12 +193,7 @@ async function main(): Promise<number> {
     : parseInteger(values.retries as string, "--retries", { min: 0, max: 1000 });
 
   const mode = measureMode(values);
-  if (values.ws || values.url !== undefined) {
-    if (mode !== undefined) {
-      throw new UsageError(`--ws and ${mode} mode: not supported yet (one echo only for now)`);
-    }
-    return await echoOverWs(values, positionals, { json, timeout });
-  }
+  const ws = Boolean(values.ws) || values.url !== undefined;
   if (mode !== undefined) {
     if (positionals.length) {
       throw new UsageError(`${mode} mode sends its own probes: drop the MESSAGE (use --size)`);
@@ -200,9 +202,10 @@ async function main(): Promise<number> {
     if (retries !== undefined) {
       throw new UsageError("--retries applies to a single UDP echo, not to ping or bench");
     }
-    const target = await streamTarget(values, udp, hostname, port);
-    return await measure(mode, values, { udp, json, target, timeout });
+    const target = ws ? await wsTarget(values) : await streamTarget(values, udp, hostname, port);
+    return await measure(mode, values, { udp, ws, json, target, timeout });
   }
+  if (ws) return await echoOverWs(await wsTarget(values), positionals, { json, timeout });
   for (const flag of ["report-interval", "hdr-log", "workers"]) {
     if (values[flag] !== undefined) {
       throw new UsageError(`--${flag} applies to ping and bench modes (add --ping or --bench)`);
@@ -269,15 +272,11 @@ function stdoutClosed(error: unknown): unknown {
 }
 
 /**
- * One WebSocket echo (`--ws`, `--url`): the message as a text message, the reply line or JSON as
- * for TCP. Flags of other transports are usage errors.
+ * Where a WebSocket client connects (`--ws` with `--host`/`--port`, or `--url`), with the --ca
+ * files read for `--tls`. Flags of other transports are usage errors.
  */
-async function echoOverWs(
-  values: FlagValues,
-  positionals: string[],
-  common: { json: boolean; timeout?: number },
-): Promise<number> {
-  for (const flag of ["udp", "unix", "stdin", "retries", "servername"]) {
+async function wsTarget(values: FlagValues): Promise<WsClientOptions> {
+  for (const flag of ["udp", "unix", "stdin", "retries", "servername", "proxy-header"]) {
     if (values[flag] !== undefined && values[flag] !== false) {
       throw new UsageError(`--ws and --${flag} conflict`);
     }
@@ -310,6 +309,15 @@ async function echoOverWs(
       : await Promise.all(ca.map((file) => readPemFile(file, "--ca", "certificate")));
     target.tls = { caCerts };
   }
+  return target;
+}
+
+/** One WebSocket echo: the message as a text message, the reply line or JSON as for TCP. */
+async function echoOverWs(
+  target: WsClientOptions,
+  positionals: string[],
+  common: { json: boolean; timeout?: number },
+): Promise<number> {
   const href = new URL(wsUrl(target));
   const transport = href.protocol === "wss:" ? "wss" : "ws";
   const message = positionals.length ? positionals.join(" ") : "Hello World";

@@ -14,7 +14,8 @@
  *   `GET /` (echo console, ping chart, the server's counters and events); {@linkcode echoWs}
  *   echoes one message over it.
  * - {@linkcode runProbe} is the engine behind the client's ping and bench modes: latency histograms,
- *   loss, late replies, duplicates, reordering and jitter, against any echo server.
+ *   loss, late replies, duplicates, reordering and jitter, against any echo server, over TCP, TLS,
+ *   Unix sockets, UDP or WebSocket (`transport: "ws"`).
  * - Policies for exposed servers (allow-list, connection cap, idle timeout, UDP loop guard and rate
  *   limit) and an impairment mode (UDP loss, duplication, reordering, delay) are server options.
  * - Behind a load balancer: `proxyProtocol` reads a PROXY v1/v2 header ({@linkcode readProxyHeader})

@@ -16,7 +16,10 @@
  * and a reply is complete when `size` bytes have come back. UDP probes carry a random run id, a
  * sequence number and the send time (see {@linkcode encodeProbe}), so replies are told apart,
  * strays from another run are ignored, and a truncated or altered reply is caught. The TCP lane
- * also runs over TLS (`tls`) and Unix sockets (`unix`), with the same checks and accounting.
+ * also runs over TLS (`tls`) and Unix sockets (`unix`), with the same checks and accounting. The
+ * WebSocket lane (`transport: "ws"`, `ws:` or `wss:`) sends each request as one binary message of
+ * `size` bytes cut from the TCP lane's pattern (indexed by the connection's message offset), so an
+ * echo that alters, drops, reorders or resizes a message is caught the same way.
  *
  * With `reportInterval` and `onInterval`, each interval of the measured part is reported as it
  * ends (counts, rates, its own latency histogram); the intervals add up to the result. Results
@@ -26,7 +29,8 @@
  *
  * Layout: this file holds the options check and {@linkcode runProbe}; the public types are in
  * `_probe_types.ts`, the run (schedule, budget, timers, result) in `_probe_run.ts`, interval
- * reports in `_probe_interval.ts`, and the lanes in `_probe_tcp.ts` and `_probe_udp.ts`.
+ * reports in `_probe_interval.ts`, and the lanes in `_probe_tcp.ts`, `_probe_udp.ts` and
+ * `_probe_ws.ts`.
  *
  * The hot loops reuse their buffers: one read loop per TCP connection that parses replies by
  * length, one receive loop per UDP socket, writes batched per connection; hooks cost nothing when
@@ -50,6 +54,8 @@ import { MAX_UDP_PAYLOAD } from "./udp.ts";
 import { ProbeRun, type Settings } from "./_probe_run.ts";
 import { openTcpLanes } from "./_probe_tcp.ts";
 import { openUdpLanes } from "./_probe_udp.ts";
+import { openWsLanes } from "./_probe_ws.ts";
+import { DEFAULT_WS_PORT, wsAddress, wsUrl } from "./_ws_options.ts";
 import type { ProbeOptions, ProbeResult } from "./_probe_types.ts";
 
 export type {
@@ -86,27 +92,58 @@ function checkInteger(name: string, value: unknown, min: number, max: number): v
   }
 }
 
+/** The WebSocket lane's URL, checked: a ws: or wss: URL, or one built from its parts. */
+function wsProbeUrl(options: ProbeOptions): string {
+  const { url, path, tls } = options;
+  if (url !== undefined) {
+    if (typeof url !== "string") throw new TypeError(`url must be a string, got ${url}`);
+    if (path !== undefined) throw new TypeError("url names the path: leave out path");
+  }
+  if (path !== undefined && (typeof path !== "string" || !path.startsWith("/"))) {
+    throw new TypeError(`path must start with "/", got ${JSON.stringify(path)}`);
+  }
+  let href: string;
+  try {
+    href = wsUrl({ url, hostname: options.hostname, port: options.port, path, tls });
+  } catch (error) {
+    throw new TypeError(error instanceof TypeError ? error.message : `url: ${error}`);
+  }
+  if (href.startsWith("ws:") && tls !== undefined) {
+    throw new TypeError(`tls with a ws: URL: give a wss: URL for TLS (${href})`);
+  }
+  return href;
+}
+
 function settingsOf(options: ProbeOptions): Settings {
   if (typeof options !== "object" || options === null) {
     throw new TypeError(`probe options must be an object, got ${options}`);
   }
   const transport = options.transport ?? "tcp";
-  if (transport !== "tcp" && transport !== "udp") {
-    throw new TypeError(`transport must be "tcp" or "udp", got ${JSON.stringify(transport)}`);
+  if (transport !== "tcp" && transport !== "udp" && transport !== "ws") {
+    throw new TypeError(
+      `transport must be "tcp" or "udp" (or "ws": WebSocket), got ${JSON.stringify(transport)}`,
+    );
   }
   const udp = transport === "udp";
+  const ws = transport === "ws";
+  if (!ws && (options.url !== undefined || options.path !== undefined)) {
+    throw new TypeError("url and path are for transport ws (WebSocket)");
+  }
   const hostname = options.hostname ?? DEFAULT_HOSTNAME;
   if (typeof hostname !== "string" || hostname === "") {
     throw new TypeError(`hostname must be a non-empty string, got ${JSON.stringify(hostname)}`);
   }
-  const port = options.port ?? DEFAULT_PORT;
+  const port = options.port ?? (ws ? DEFAULT_WS_PORT : DEFAULT_PORT);
   checkInteger("port", port, 1, 65535);
-  const { tls, unix } = options;
+  const { unix } = options;
+  let tls = options.tls;
+  const url = ws ? wsProbeUrl(options) : undefined;
+  if (url !== undefined && url.startsWith("wss:")) tls ??= {};
   if (unix !== undefined) {
     if (typeof unix !== "string" || unix === "") {
       throw new TypeError(`unix must be a socket path, got ${JSON.stringify(unix)}`);
     }
-    if (udp) throw new TypeError("unix is a stream socket: it takes transport tcp");
+    if (udp || ws) throw new TypeError("unix is a stream socket: it takes transport tcp");
     if (options.hostname !== undefined || options.port !== undefined) {
       throw new TypeError("unix connects to a socket path: leave out hostname and port");
     }
@@ -116,14 +153,17 @@ function settingsOf(options: ProbeOptions): Settings {
     if (typeof tls !== "object" || tls === null) {
       throw new TypeError(`tls must be an object ({ caCerts, servername }), got ${tls}`);
     }
-    if (udp) throw new TypeError("tls is TCP only");
+    if (udp) throw new TypeError("tls is TCP only (and WebSocket's wss:)");
+    if (ws && tls.servername !== undefined) {
+      throw new TypeError("tls.servername is not supported over ws: the URL's host is the name");
+    }
   }
   const proxyHeader = options.proxyHeader;
   if (proxyHeader !== undefined) {
     if (proxyHeader !== 1 && proxyHeader !== 2) {
       throw new RangeError(`proxyHeader must be 1 or 2, got ${proxyHeader}`);
     }
-    if (udp) throw new TypeError("proxyHeader is for TCP (streams) only");
+    if (udp || ws) throw new TypeError("proxyHeader is for TCP (streams) only");
   }
   if (options.reportInterval !== undefined && !isPositiveFinite(options.reportInterval)) {
     throw new RangeError(
@@ -136,7 +176,7 @@ function settingsOf(options: ProbeOptions): Settings {
   const connections = options.connections ?? 1;
   checkInteger("connections", connections, 1, MAX_PROBE_CONNECTIONS);
   const stream = options.stream ?? false;
-  if (stream && udp) throw new TypeError("stream mode is TCP only");
+  if (stream && transport !== "tcp") throw new TypeError("stream mode is TCP only");
   if (options.rate !== undefined && options.interval !== undefined) {
     throw new TypeError("rate and interval exclude each other: give one schedule");
   }
@@ -173,10 +213,12 @@ function settingsOf(options: ProbeOptions): Settings {
   if (!scheduled && pipeline === Infinity) {
     throw new RangeError("pipeline must be finite without a rate or interval (closed model)");
   }
+  const address = url === undefined ? undefined : wsAddress(url);
   return {
-    hostname,
-    port,
+    hostname: address?.hostname ?? hostname,
+    port: address?.port ?? port,
     transport,
+    url,
     connections,
     size,
     count: options.count ?? Infinity,
@@ -248,10 +290,11 @@ export function validateProbeOptions(options: ProbeOptions): void {
  */
 export async function runProbe(options: ProbeOptions): Promise<ProbeResult> {
   const settings = settingsOf(options);
-  const run = new ProbeRun(
-    settings,
-    options,
-    settings.transport === "tcp" ? openTcpLanes : openUdpLanes,
-  );
+  const open = settings.transport === "tcp"
+    ? openTcpLanes
+    : settings.transport === "udp"
+    ? openUdpLanes
+    : openWsLanes;
+  const run = new ProbeRun(settings, options, open);
   return await run.start();
 }

@@ -149,6 +149,7 @@ export function probeResultToRecord(
     unsent: result.unsent,
     connectionsServed: result.connectionsServed,
     ...(result.tls ? { tls: true } : {}),
+    ...(result.url !== undefined ? { url: result.url } : {}),
     histogram: result.histogram.toSnapshot(),
   };
 }
@@ -226,8 +227,11 @@ function checkRecord(value: unknown, name: string): ProbeResultRecord {
       throw new ProbeMergeError(name, `${name}: ${key} must be a number >= 0, got ${n}`);
     }
   }
-  if (r.transport !== "tcp" && r.transport !== "udp") {
-    throw new ProbeMergeError(name, `${name}: transport must be tcp or udp`);
+  if (r.transport !== "tcp" && r.transport !== "udp" && r.transport !== "ws") {
+    throw new ProbeMergeError(name, `${name}: transport must be tcp, udp or ws`);
+  }
+  if (r.url !== undefined && typeof r.url !== "string") {
+    throw new ProbeMergeError(name, `${name}: url must be a string`);
   }
   if (typeof r.stream !== "boolean" || typeof r.aborted !== "boolean") {
     throw new ProbeMergeError(name, `${name}: stream and aborted must be booleans`);
@@ -255,7 +259,8 @@ export interface MergeProbeOptions {
  * - `elapsed` is the longest run's (the runs are taken as parallel), so `requestsPerSecond` is
  *   the total received over that span: the load all generators drove together;
  * - `jitter` is averaged weighted by received replies; `aborted` is true if any run was;
- *   `address` and `pipeline` are the first run's.
+ *   `address`, `url` and `pipeline` are the first run's. A WebSocket run is transport `ws`, with
+ *   `tls` for `wss:`, so ws and wss runs do not merge, as tcp and tls runs do not.
  *
  * @example
  * ```ts
@@ -336,5 +341,6 @@ export function mergeProbeResults(
     histogram,
     jitter: jitterWeight > 0 ? jitterSum / jitterWeight : 0,
     ...(first.tls ? { tls: true } : {}),
+    ...(first.url !== undefined ? { url: first.url } : {}),
   };
 }

@@ -45,6 +45,7 @@ import { DEFAULT_GRACE_PERIOD, DEFAULT_HOSTNAME } from "./types.ts";
 import type { EchoStats, TransportCounters, WsCounters } from "./stats.ts";
 import { createStats, recordSessionDuration, transportCounters } from "./stats.ts";
 import type { TlsClientOptions } from "./tcp.ts";
+import type { WsUrlOptions } from "./_ws_options.ts";
 import {
   firstDifference,
   isTlsMaterialError,
@@ -61,6 +62,8 @@ import {
   DEFAULT_WS_MAX_MESSAGE,
   DEFAULT_WS_PORT,
   WS_MAX_MESSAGE_LIMIT,
+  wsAddress,
+  wsUrl,
 } from "./_ws_options.ts";
 
 export { EventFeed } from "./_event_feed.ts";
@@ -89,6 +92,8 @@ export {
   DEFAULT_WS_PORT,
   validateWsOptions,
   WS_MAX_MESSAGE_LIMIT,
+  wsUrl,
+  type WsUrlOptions,
 } from "./_ws_options.ts";
 
 /** Options of {@linkcode serveWsEcho}: the WebSocket echo's own, its hooks, and the server's. */
@@ -639,15 +644,7 @@ async function page(request: Request): Promise<Response> {
 }
 
 /** Options of {@linkcode echoWs}. */
-export interface WsClientOptions {
-  /** The echo's URL (`ws://…` or `wss://…`); or give `hostname` and `port`. */
-  url?: string;
-  /** Server host. Default `127.0.0.1`. */
-  hostname?: string;
-  /** Server port. Default 5007. */
-  port?: number;
-  /** Path to ask for. Default `/`. */
-  path?: string;
+export interface WsClientOptions extends WsUrlOptions {
   /** Speak TLS (`wss:`), trusting these certificates besides the built-in roots. */
   tls?: TlsClientOptions;
   /** How long the whole exchange may take, in ms. Default 5000. */
@@ -664,37 +661,6 @@ export interface WsEchoResult<T extends string | Uint8Array = string | Uint8Arra
   rtt: number;
   /** The URL that answered. */
   url: string;
-}
-
-/**
- * Builds the URL {@linkcode echoWs} connects to.
- *
- * @example
- * ```ts
- * import { wsUrl } from "./ws.ts";
- * console.log(wsUrl({ hostname: "::1", port: 8080, tls: {} })); // "wss://[::1]:8080/"
- * ```
- *
- * @param options `url`, or `hostname`, `port`, `path` and `tls`.
- * @returns The URL.
- * @throws {TypeError} When `url` is not a ws: or wss: URL, or is combined with `hostname`/`port`.
- */
-export function wsUrl(options: WsClientOptions): string {
-  if (options.url !== undefined) {
-    if (options.hostname !== undefined || options.port !== undefined) {
-      throw new TypeError("give either url or hostname/port, not both");
-    }
-    const url = new URL(options.url);
-    if (url.protocol !== "ws:" && url.protocol !== "wss:") {
-      throw new TypeError(`not a WebSocket URL (ws: or wss:): ${options.url}`);
-    }
-    return url.href;
-  }
-  const host = formatAddress({
-    hostname: options.hostname ?? DEFAULT_HOSTNAME,
-    port: options.port ?? DEFAULT_WS_PORT,
-  });
-  return `${options.tls ? "wss" : "ws"}://${host}${options.path ?? "/"}`;
 }
 
 /**
@@ -721,12 +687,7 @@ export async function echoWs<T extends string | Uint8Array>(
   options: WsClientOptions = {},
 ): Promise<WsEchoResult<T>> {
   const url = wsUrl(options);
-  const parsed = new URL(url);
-  const address: EchoAddress = {
-    hostname: parsed.hostname.replace(/^\[|\]$/g, ""),
-    port: Number(parsed.port) || (parsed.protocol === "wss:" ? 443 : 80),
-    transport: "tcp",
-  };
+  const address: EchoAddress = wsAddress(url);
   const timeout = options.timeout ?? 5000;
   const client = options.tls?.caCerts?.length
     ? Deno.createHttpClient({ caCerts: options.tls.caCerts })

@@ -1,9 +1,10 @@
 /**
  * Fake probe results and interval reports (real histograms of given latencies), for tests of what
- * is printed or written from them.
+ * is printed or written from them; and the accounting every stream lane's result must satisfy.
  *
  * @module
  */
+import assert from "node:assert/strict";
 import { Histogram } from "../histogram.ts";
 import type { ProbeIntervalReport, ProbeResult } from "../probe.ts";
 
@@ -76,4 +77,18 @@ export function fakeInterval(
     reordered: 0,
     ...overrides,
   };
+}
+
+/**
+ * TCP, TLS, Unix, WebSocket: every request sent is answered, mismatched, failed with its
+ * connection, or outstanding.
+ */
+export function assertTcpCounts(r: ProbeResult): void {
+  assert.equal(
+    r.sent,
+    r.received + r.mismatches + r.failed + r.outstanding,
+    `sent ${r.sent} != received ${r.received} + mismatches ${r.mismatches} + failed ${r.failed} + outstanding ${r.outstanding}`,
+  );
+  assert.equal(r.latency.count, r.received);
+  assert.equal(r.bytes, r.received * r.size);
 }

@@ -4,17 +4,7 @@ import { UdpImpairment } from "../impair.ts";
 import { type ProbeReply, type ProbeResult, runProbe, validateProbeOptions } from "../probe.ts";
 import { encodeProbe } from "../sequence.ts";
 import { serveEcho } from "../serve.ts";
-
-/** TCP: every request sent is answered, mismatched, failed with its connection, or outstanding. */
-function assertTcpCounts(r: ProbeResult): void {
-  assert.equal(
-    r.sent,
-    r.received + r.mismatches + r.failed + r.outstanding,
-    `sent ${r.sent} != received ${r.received} + mismatches ${r.mismatches} + failed ${r.failed} + outstanding ${r.outstanding}`,
-  );
-  assert.equal(r.latency.count, r.received);
-  assert.equal(r.bytes, r.received * r.size);
-}
+import { assertTcpCounts } from "./_probe_fixtures.ts";
 
 /** UDP: every probe sent is answered in time, lost, late, or outstanding. */
 function assertUdpCounts(r: ProbeResult): void {

@@ -2,7 +2,8 @@
  * `server.ts --ws` and `client.ts --ws` as processes: the npm `ws` package as an independent
  * client, `--json` lines that say `"transport":"ws"`, a tutorial-style TCP client's session seen by
  * a viewer of `/events`, the one handle's shutdown (1001), the policy flags, wss with the TLS
- * flags, and bad flags (exit 2, one line).
+ * flags, `client.ts --ws` ping and bench (text and `--json`, intervals adding up; over wss too), and
+ * bad flags (exit 2, one line).
  *
  * @module
  */
@@ -58,6 +59,14 @@ async function start(args: string[], deno = ["--allow-net"]): Promise<WsServer> 
     })(),
   );
   return { ...server, tcp: ports.tcp, ws: ports.ws };
+}
+
+const CERT_FILE = `${ROOT}tests/fixtures/tls_cert.pem`;
+const KEY_FILE = `${ROOT}tests/fixtures/tls_key.pem`;
+
+/** Starts server.ts serving wss: (and TLS) with the test certificate. */
+function startWss(): Promise<WsServer> {
+  return start(["--tls-cert", CERT_FILE, "--tls-key", KEY_FILE], ["--allow-net", "--allow-read"]);
 }
 
 /** Kills a server still running (a failed assertion's clean-up) and waits for it. */
@@ -205,12 +214,7 @@ test("server.ts --ws: the ready line names the page, the page is served, --max-c
 });
 
 test("server.ts --ws with --tls-cert/--tls-key serves wss:, and client.ts --ws --tls --ca echoes over it", async () => {
-  const cert = `${ROOT}tests/fixtures/tls_cert.pem`;
-  const key = `${ROOT}tests/fixtures/tls_key.pem`;
-  const server = await start(["--tls-cert", cert, "--tls-key", key], [
-    "--allow-net",
-    "--allow-read",
-  ]);
+  const server = await startWss();
   try {
     assert.ok(
       server.stdout.seen.includes(
@@ -219,13 +223,103 @@ test("server.ts --ws with --tls-cert/--tls-key serves wss:, and client.ts --ws -
       server.stdout.seen.join("\n"),
     );
     const url = `wss://127.0.0.1:${server.ws}/`;
-    const one = await runProgram("client.ts", ["--url", url, "--tls", "--ca", cert, "secret"], [
-      "--allow-net",
-      "--allow-read",
-    ]);
+    const one = await runProgram(
+      "client.ts",
+      ["--url", url, "--tls", "--ca", CERT_FILE, "secret"],
+      [
+        "--allow-net",
+        "--allow-read",
+      ],
+    );
     assert.equal(one.code, 0, one.stderr);
     assert.match(one.stdout, new RegExp(`^reply from wss 127\\.0\\.0\\.1:${server.ws}: "secret"`));
     await server.stdout.waitFor(/^ws closed #1 .*\(eof, 1000\)$/);
+  } finally {
+    server.child.kill("SIGINT");
+    assert.equal((await childEnded(server)).code, 0);
+  }
+});
+
+test("client.ts --ws --bench --json against server.ts --ws: intervals then the result, verified, adding up", async () => {
+  const server = await start([]);
+  try {
+    const port = String(server.ws);
+    const bench = await runProgram("client.ts", [
+      "--ws",
+      "--port",
+      port,
+      "--bench",
+      "-c",
+      "4",
+      "--pipeline",
+      "2",
+      "-d",
+      "1s",
+      "--report-interval",
+      "250ms",
+      "--json",
+    ], ["--allow-net"]);
+    assert.equal(bench.code, 0, bench.stderr);
+    const lines = bench.stdout.trim().split("\n").map((line) => JSON.parse(line));
+    const final = lines.at(-1);
+    const intervals = lines.slice(0, -1);
+    assert.deepEqual(
+      [final.event, final.mode, final.transport, final.address, final.connections, final.pipeline],
+      ["result", "bench", "ws", `127.0.0.1:${server.ws}`, 4, 2],
+    );
+    assert.ok(final.requests > 100, `${final.requests} requests`);
+    assert.deepEqual([final.mismatches, final.errors, final.failed], [0, 0, 0]);
+    assert.equal(final.connections_served, 4);
+    assert.equal(final.result.transport, "ws");
+    assert.equal(final.result.url, `ws://127.0.0.1:${server.ws}/`);
+    assert.equal(final.result.histogram.count, final.requests);
+    assert.ok(intervals.length >= 4);
+    assert.equal(intervals.reduce((n, i) => n + i.requests, 0), final.requests);
+    assert.equal(intervals.reduce((n, i) => n + i.sent, 0), final.sent);
+
+    const ping = await runProgram(
+      "client.ts",
+      ["--url", `ws://127.0.0.1:${server.ws}/x`, "--ping", "--count", "3", "--interval", "20ms"],
+      ["--allow-net"],
+    );
+    assert.equal(ping.code, 0, ping.stderr);
+    assert.match(
+      ping.stdout,
+      new RegExp(`^PING ws 127\\.0\\.0\\.1:${port}: 64 bytes every 20\\.0ms`),
+    );
+    assert.equal(ping.stdout.match(/^64 bytes from .*seq=\d time=/gm)?.length, 3, ping.stdout);
+    assert.match(
+      ping.stdout,
+      /--- ws 127\.0\.0\.1:\d+ ping statistics ---\n3 sent, 3 received, 0% loss/,
+    );
+  } finally {
+    server.child.kill("SIGINT");
+    assert.equal((await childEnded(server)).code, 0);
+  }
+});
+
+test("client.ts --ws --tls --ca --ping and --bench over wss: named wss, verified", async () => {
+  const server = await startWss();
+  try {
+    const tls = ["--ws", "--port", String(server.ws), "--tls", "--ca", CERT_FILE];
+    const perms = ["--allow-net", "--allow-read"];
+    const ping = await runProgram(
+      "client.ts",
+      [...tls, "--ping", "--count", "3", "--interval", "10ms"],
+      perms,
+    );
+    assert.equal(ping.code, 0, ping.stderr);
+    assert.match(ping.stdout, /^PING wss 127\.0\.0\.1:\d+: 64 bytes/);
+    assert.match(ping.stdout, /3 sent, 3 received, 0% loss/);
+    const bench = await runProgram(
+      "client.ts",
+      [...tls, "--bench", "-c", "2", "--count", "200", "--json"],
+      perms,
+    );
+    assert.equal(bench.code, 0, bench.stderr);
+    const final = JSON.parse(bench.stdout);
+    assert.deepEqual([final.transport, final.requests, final.mismatches], ["wss", 200, 0]);
+    assert.equal(final.result.tls, true);
   } finally {
     server.child.kill("SIGINT");
     assert.equal((await childEnded(server)).code, 0);
@@ -242,8 +336,13 @@ test("server.ts and client.ts: bad --ws flags are one-line usage errors (exit 2)
     ["server.ts", ["--ws", "5006"], /--ws and --port must differ/],
     ["server.ts", ["--ws", "0", "--ws-max-message", "67108864"], /--ws-max-message must be/],
     ["server.ts", ["--ws", "0", "--ws-events-from", "nope"], /--ws-events-from: invalid CIDR/],
-    ["client.ts", ["--ws", "--ping"], /--ws and ping mode: not supported yet/],
-    ["client.ts", ["--ws", "--bench"], /--ws and bench mode: not supported yet/],
+    ["client.ts", ["--ws", "--bench", "--stream"], /--stream is TCP only, not --ws/],
+    ["client.ts", ["--ws", "--ping", "--proxy-header", "v1"], /--ws and --proxy-header conflict/],
+    ["client.ts", ["--ws", "--ping", "--udp"], /--ws and --udp conflict/],
+    ["client.ts", ["--ws", "--ping", "hello"], /ping mode sends its own probes/],
+    ["client.ts", ["--url", "ws://127.0.0.1:1/", "--tls", "--ping"], /give a wss: URL/],
+    ["client.ts", ["--ws", "--bench", "--size", "0"], /--size must be/],
+    ["client.ts", ["--ws", "--ping", "--servername", "x"], /--ws and --servername conflict/],
     ["client.ts", ["--ws", "--udp"], /--ws and --udp conflict/],
     ["client.ts", ["--url", "http://127.0.0.1/"], /--url must be a ws:\/\/ or wss:\/\/ URL/],
     ["client.ts", ["--url", "ws://127.0.0.1:1/", "--port", "2"], /--url and --host\/--port/],
