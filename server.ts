@@ -54,6 +54,8 @@ import type { HostPort, MetricsServer } from "./metrics.ts";
 import { parseHostPort } from "./_address.ts";
 import { formatAddress } from "./errors.ts";
 
+/** How long after a shutdown signal the notice of sessions still open waits (see main). */
+const SHUTDOWN_NOTICE_MS = 250;
 const TRANSPORTS = "Transports (TCP only: no UDP with these)";
 const BALANCERS = "Load balancers";
 const SOURCES = "Sources (for a server reachable from the network)";
@@ -485,14 +487,18 @@ async function main(): Promise<number> {
   const health = metricsModule ? new metricsModule.HealthState() : undefined;
   let server: EchoServer<EchoAddr> | undefined;
   const shutdown = () => {
-    const open = (server?.stats ?? stats).sessionsOpen;
-    if (open > 0) {
+    controller.abort();
+    // Said only when the grace period is really being waited out: a session that was ending as
+    // the signal came (a client that just got its echo) ends within a moment, and then no notice.
+    const notice = setTimeout(() => {
+      const open = (server?.stats ?? stats).sessionsOpen;
+      if (open === 0) return;
       report.notice(
         `shutting down: ${countOf(open, "open session")} ${open === 1 ? "has" : "have"} ` +
           `${formatDuration(DEFAULT_GRACE_PERIOD)} to finish (Ctrl-C again to exit now)`,
       );
-    }
-    controller.abort();
+    }, SHUTDOWN_NOTICE_MS);
+    Deno.unrefTimer(notice);
   };
   onShutdownSignals({
     graceful: () => {
