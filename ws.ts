@@ -33,7 +33,6 @@ import {
 import { CidrList } from "./cidr.ts";
 import { callHook, reportError } from "./_hooks.ts";
 import { policyOf } from "./_policy.ts";
-import { optionRangeError, optionTypeError } from "./_validate.ts";
 import type {
   CloseReason,
   RejectReason,
