@@ -181,29 +181,6 @@ function buildProxyPolicy(options: PolicyOptions): ProxyPolicy | undefined {
 }
 
 /**
- * Refuses PROXY over TLS: `Deno.listenTls` starts each handshake itself, before the plain-text
- * header that precedes it could be read.
- *
- * @example
- * ```ts
- * import { checkProxyWithTls } from "./_policy.ts";
- * checkProxyWithTls(undefined, true); // plain TCP: fine
- * ```
- *
- * @param tls The TLS options, if any.
- * @param proxyProtocol Whether the PROXY protocol is on.
- * @throws {TypeError} Naming `proxyProtocol`, when both are given.
- */
-export function checkProxyWithTls(tls: unknown, proxyProtocol: boolean): void {
-  if (tls === undefined || !proxyProtocol) return;
-  throw optionTypeError(
-    "proxyProtocol",
-    "proxyProtocol cannot be used with tls: Deno's TLS listener starts the handshake before " +
-      "the PROXY header could be read (terminate TLS at the balancer instead)",
-  );
-}
-
-/**
  * Decides, per datagram, whether it is answered: loop guard, then allow-list, then the echo-loop
  * detector, then rate.
  */

@@ -4,7 +4,9 @@
  * (allow-list, connection cap) and the session limits (idle, bytes, time) come from _policy.ts;
  * TCP shaping (delay, bandwidth) switches a session to a delay line that keeps reading ahead.
  * With the PROXY protocol on, a session starts by reading its header (#proxyHeader): the client
- * it names is the session's address for the allow-list, the hooks and the counters.
+ * it names is the session's address for the allow-list, the hooks and the counters. Over TLS the
+ * header comes in clear text before the handshake, so it is read off the client's socket while
+ * the TLS relay holds the connection, and the relay starts once the connection is admitted.
  *
  * @module
  */
@@ -18,6 +20,7 @@ import { readTurns as turns } from "./_read_turns.ts";
 import type { CloseReason, EchoServer, EchoServerOptions, ListenInfo } from "./types.ts";
 import { DEFAULT_GRACE_PERIOD } from "./types.ts";
 import { proxiedAddress, ProxyProtocolError, readProxyHeader } from "./proxy_protocol.ts";
+import type { ClearTextPrelude } from "./_tls_relay.ts";
 import type { EchoStats, TransportCounters } from "./stats.ts";
 import {
   countProxyRefusal,
@@ -341,16 +344,22 @@ class StreamServer implements EchoServer {
    * Reads a connection's PROXY header (bounded in time and size, trusted peers only) and checks
    * the client it names against the allow-list. Returns that client and the bytes that came
    * with the header, or undefined when the connection was refused (and closed).
+   *
+   * One rule for every stream: the header is read from the connection's clear-text start. That
+   * is the connection itself, or, for a TLS connection the relay holds (_tls_relay.ts), the
+   * client's socket before the handshake; there the bytes after the header open the handshake,
+   * so they are relayed to TLS (once admitted), not echoed.
    */
   async #proxyHeader(
     conn: Deno.Conn,
   ): Promise<{ remoteAddr: Deno.NetAddr; first: Uint8Array } | undefined> {
     const proxy = this.#policy.proxy!;
     const peer = conn.remoteAddr as Deno.NetAddr;
+    const prelude = (conn as { prelude?: ClearTextPrelude }).prelude;
     this.#awaiting.add(conn);
     if (!this.#refed) conn.unref();
     try {
-      const { header, rest } = await readProxyHeader(conn, {
+      const { header, rest } = await readProxyHeader(prelude ?? conn, {
         timeout: proxy.timeout,
         trusted: proxy.trusted,
         signal: this.#headerAbort.signal,
@@ -369,7 +378,9 @@ class StreamServer implements EchoServer {
         }
         this.#proxySlots.set(conn, slot);
       }
-      return { remoteAddr, first: rest };
+      if (!prelude) return { remoteAddr, first: rest };
+      prelude.relay(rest);
+      return { remoteAddr, first: new Uint8Array(0) };
     } catch (error) {
       if (error instanceof ProxyProtocolError) {
         countProxyRefusal(this.stats, error.reason);

@@ -15,6 +15,12 @@
  * one, and the inner handshake, seeing its peer gone, ends and frees its socket. Cost: two more
  * descriptors and one more copy each way per TLS session.
  *
+ * Behind a balancer (`proxyProtocol`), a connection starts with a PROXY header in clear text and
+ * only then the TLS handshake (HAProxy's `send-proxy-v2` in front of a TLS backend). Then the
+ * relay holds each connection: nothing is relayed until the server has read the header off the
+ * client's socket ({@linkcode RelayedTlsConn.prelude}) and admitted it; the bytes read past the
+ * header (the start of the handshake) are relayed first. A refused connection never reaches TLS.
+ *
  * @module
  */
 
@@ -34,10 +40,21 @@ export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
 /** How long a closed session's relay waits for the client to close after the TLS end. */
 const RELAY_LINGER_MS = 1000;
 
-/** Copies `from` to `to` until `from` ends, then half-closes `to`; any error closes both. */
-async function pump(from: Deno.Conn, to: Deno.Conn, onError: () => void): Promise<void> {
+/**
+ * Copies `from` to `to` (after `first`, bytes already read from `from`) until `from` ends, then
+ * half-closes `to`; any error closes both.
+ */
+async function pump(
+  from: Deno.Conn,
+  to: Deno.Conn,
+  onError: () => void,
+  first?: Uint8Array,
+): Promise<void> {
   const buffer = new Uint8Array(RELAY_BUFFER);
   try {
+    for (let written = 0; first && written < first.length;) {
+      written += await to.write(first.subarray(written));
+    }
     for (;;) {
       const n = await from.read(buffer);
       if (n === null) break;
@@ -59,56 +76,113 @@ function closeQuietly(conn: Deno.Conn): void {
 }
 
 /**
+ * The clear-text bytes a held connection starts with, before its TLS handshake (a balancer's
+ * PROXY header), and the switch that then starts the relay.
+ */
+export interface ClearTextPrelude {
+  /**
+   * Reads the client's socket directly (only before {@linkcode ClearTextPrelude.relay}).
+   *
+   * @param buffer Where to read.
+   * @returns The count, or null at the end of the stream.
+   */
+  read(buffer: Uint8Array): Promise<number | null>;
+  /** The client's socket's peer (the balancer, for a PROXY header). */
+  readonly remoteAddr: Deno.NetAddr;
+  /**
+   * Starts relaying (once; a no-op after `close()`), and the handshake deadline with it.
+   *
+   * @param rest Bytes read past the prelude (the start of the TLS handshake): relayed first.
+   */
+  relay(rest: Uint8Array): void;
+}
+
+/** How a {@linkcode RelayedTlsConn} is set up. */
+export interface RelayedTlsConnOptions {
+  /** The client's socket. */
+  outer: Deno.TcpConn;
+  /** The relay's end of the inner connection. */
+  relay: Deno.TcpConn;
+  /** Close the session if its handshake takes longer (ms; 0 = never). */
+  handshakeTimeout: number;
+  /**
+   * Hold the relay until {@linkcode ClearTextPrelude.relay}, so a clear-text prelude can be read
+   * off the client's socket first ({@linkcode RelayedTlsConn.prelude}). Default false.
+   */
+  hold?: boolean;
+}
+
+/**
  * One relayed TLS session: reads and writes go to the inner TLS connection; addresses are the
  * outer socket's; `close()` frees every socket whatever the handshake's state.
  */
 export class RelayedTlsConn {
   readonly remoteAddr: Deno.NetAddr;
   readonly localAddr: Deno.NetAddr;
+  /**
+   * For a held connection: its clear-text start, read off the client's socket, and the switch
+   * that starts the relay. Undefined when the relay started at once.
+   */
+  readonly prelude?: ClearTextPrelude;
   #tls: Deno.TlsConn;
   #outer: Deno.TcpConn;
   #relay: Deno.TcpConn;
+  #handshakeTimeout: number;
   #closed = false;
+  #started = false;
   #handshook = false;
   /** The handshake failed (the client does not speak TLS, or gave up): its alert is on its way. */
   #handshakeFailed = false;
   #deadline?: ReturnType<typeof setTimeout>;
   #refed = true;
-  #pumps: Promise<void>;
+  /** Both relay directions; resolved at once while the relay has not started. */
+  #pumps: Promise<void> = Promise.resolve();
 
   /**
-   * Starts relaying.
+   * Starts relaying, or holds the relay for a prelude (`hold`).
    *
    * @param tls The inner TLS connection (the session reads and writes it).
-   * @param outer The client's socket.
-   * @param relay The relay's end of the inner connection.
-   * @param handshakeTimeout Close the session if its handshake takes longer (ms; 0 = never).
+   * @param options The client's socket, the relay's end, the handshake deadline, holding.
    */
-  constructor(
-    tls: Deno.TlsConn,
-    outer: Deno.TcpConn,
-    relay: Deno.TcpConn,
-    handshakeTimeout: number,
-  ) {
+  constructor(tls: Deno.TlsConn, options: RelayedTlsConnOptions) {
+    const { outer, relay } = options;
     this.#tls = tls;
     this.#outer = outer;
     this.#relay = relay;
+    this.#handshakeTimeout = options.handshakeTimeout;
     this.remoteAddr = outer.remoteAddr;
     this.localAddr = outer.localAddr;
-    const fail = () => this.#closeSockets();
-    this.#pumps = Promise.all([pump(outer, relay, fail), pump(relay, outer, fail)]).then(() => {});
-    // The handshake's own deadline: a client that never completes it is closed, idle or not.
-    const deadline = this.#deadline = handshakeTimeout > 0
-      ? setTimeout(() => this.#closeSockets(), handshakeTimeout)
-      : undefined;
-    const settled = () => clearTimeout(deadline);
     tls.handshake().then(() => {
       this.#handshook = true;
-      settled();
+      clearTimeout(this.#deadline);
     }, () => {
       this.#handshakeFailed = true;
-      settled();
+      clearTimeout(this.#deadline);
     });
+    if (!options.hold) {
+      this.#start();
+      return;
+    }
+    this.prelude = {
+      read: (buffer) => outer.read(buffer),
+      remoteAddr: outer.remoteAddr,
+      relay: (rest) => this.#start(rest),
+    };
+  }
+
+  /** Starts both relay directions (`first` ahead of the client's bytes) and the deadline. */
+  #start(first?: Uint8Array): void {
+    if (this.#started || this.#closed) return;
+    this.#started = true;
+    const fail = () => this.#closeSockets();
+    this.#pumps = Promise.all([
+      pump(this.#outer, this.#relay, fail, first),
+      pump(this.#relay, this.#outer, fail),
+    ]).then(() => {});
+    // The handshake's own deadline: a client that never completes it is closed, idle or not.
+    if (this.#handshakeTimeout > 0 && !this.#handshook && !this.#handshakeFailed) {
+      this.#deadline = setTimeout(() => this.#closeSockets(), this.#handshakeTimeout);
+    }
   }
 
   #closeSockets(): void {
@@ -171,7 +245,7 @@ export class RelayedTlsConn {
     });
   }
 
-  /** Resolves once both relay directions have stopped. */
+  /** Resolves once both relay directions have stopped (at once if the relay never started). */
   get relayed(): Promise<void> {
     return this.#pumps;
   }
@@ -203,9 +277,48 @@ export class RelayedTlsConn {
   }
 }
 
+/** Options of a {@linkcode TlsRelayListener}. */
+export interface TlsRelayListenerOptions {
+  /** Handshake deadline per session in ms (0 = none); default {@linkcode DEFAULT_HANDSHAKE_TIMEOUT}. */
+  handshakeTimeout?: number;
+  /**
+   * Hold every connection's relay until its clear-text prelude (a PROXY header) was read and
+   * {@linkcode ClearTextPrelude.relay} called. Default false.
+   */
+  hold?: boolean;
+}
+
 /**
  * A TLS listener built from a plain TCP listener and an inner `Deno.listenTls` on loopback, with
  * the parts of {@linkcode Deno.Listener} the accept loop uses.
+ *
+ * @example Hold a connection for its clear-text start, then relay it to TLS
+ * ```ts
+ * import { TlsRelayListener } from "./_tls_relay.ts";
+ *
+ * const cert = await Deno.readTextFile("./tests/fixtures/tls_cert.pem");
+ * const key = await Deno.readTextFile("./tests/fixtures/tls_key.pem");
+ * const listener = new TlsRelayListener(
+ *   Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+ *   Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert, key }),
+ *   { hold: true },
+ * );
+ * const tcp = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * await tcp.write(new TextEncoder().encode("HI\n")); // in clear text, before TLS
+ * const client = Deno.startTls(tcp, { hostname: "127.0.0.1", caCerts: [cert] });
+ * const session = await listener.accept();
+ * const start = new Uint8Array(3);
+ * for (let n = 0; n < 3;) n += (await session.prelude!.read(start.subarray(n))) ?? 3;
+ * session.prelude!.relay(new Uint8Array(0)); // what was read past the start would go here
+ * const tls = await client;
+ * await tls.write(new TextEncoder().encode("secret"));
+ * const echo = new Uint8Array(6);
+ * await session.read(echo);
+ * console.log(new TextDecoder().decode(start), new TextDecoder().decode(echo)); // "HI\n" "secret"
+ * tls.close();
+ * session.close();
+ * listener.close();
+ * ```
  */
 export class TlsRelayListener {
   readonly addr: Deno.NetAddr;
@@ -213,21 +326,22 @@ export class TlsRelayListener {
   #inner: Deno.TlsListener;
   #innerPort: number;
   #handshakeTimeout: number;
+  #hold: boolean;
 
   /**
    * Takes both listeners (the caller bound them).
    *
    * @param outer The public, plain TCP listener.
    * @param inner The TLS listener on 127.0.0.1 that the relay connects to.
-   * @param handshakeTimeout Handshake deadline per session in ms (0 = none); default
-   * {@linkcode DEFAULT_HANDSHAKE_TIMEOUT}.
+   * @param options The handshake deadline, and whether connections are held for a prelude.
    */
   constructor(
     outer: Deno.TcpListener,
     inner: Deno.TlsListener,
-    handshakeTimeout: number = DEFAULT_HANDSHAKE_TIMEOUT,
+    options: TlsRelayListenerOptions = {},
   ) {
-    this.#handshakeTimeout = handshakeTimeout;
+    this.#handshakeTimeout = options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT;
+    this.#hold = options.hold ?? false;
     this.#outer = outer;
     this.#inner = inner;
     this.addr = outer.addr;
@@ -262,7 +376,12 @@ export class TlsRelayListener {
         throw error;
       }
       if (tls.remoteAddr.port === relay.localAddr.port) {
-        return new RelayedTlsConn(tls, outer, relay, this.#handshakeTimeout);
+        return new RelayedTlsConn(tls, {
+          outer,
+          relay,
+          handshakeTimeout: this.#handshakeTimeout,
+          hold: this.#hold,
+        });
       }
       closeQuietly(tls);
     }

@@ -19,8 +19,9 @@
  * - Policies for exposed servers (allow-list, connection cap, idle timeout, UDP loop guard and rate
  *   limit) and an impairment mode (UDP loss, duplication, reordering, delay) are server options.
  * - Behind a load balancer: `proxyProtocol` reads a PROXY v1/v2 header ({@linkcode readProxyHeader})
- *   on every stream connection and takes its client as the client; {@linkcode serveMetrics} serves
- *   the counters as Prometheus `/metrics` and a `/healthz` that turns 503 while draining.
+ *   on every stream connection (over TLS: in clear text before the handshake) and takes its
+ *   client as the client; {@linkcode serveMetrics} serves the counters as Prometheus `/metrics`
+ *   and a `/healthz` that turns 503 while draining.
  *
  * @example
  * ```ts

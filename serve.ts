@@ -9,7 +9,7 @@
  */
 import { EchoConnectionError, formatAddress } from "./errors.ts";
 import { callHook } from "./_hooks.ts";
-import { buildPolicy, checkProxyWithTls, policyOf, usePolicy } from "./_policy.ts";
+import { buildPolicy, policyOf, usePolicy } from "./_policy.ts";
 import type { EchoStats } from "./stats.ts";
 import { createStats } from "./stats.ts";
 import { serveTcpEcho } from "./tcp.ts";
@@ -92,7 +92,6 @@ export function validateServeOptions(options: ServeEchoOptions<never> = {}): Ser
   checkImpairFits(transport, options.impair);
   if (options.workers !== undefined) validateWorkers(options.workers, options as ServeEchoOptions);
   if (options.ws !== undefined) validateWs(options.ws, options);
-  checkProxyWithTls(options.tls, Boolean(options.proxyProtocol));
   const policy = buildPolicy(options);
   usePolicy(options, policy);
   return {

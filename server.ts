@@ -122,7 +122,7 @@ const SPEC: CliSpec = {
     }),
     ...flagTable(BALANCERS, {
       "proxy-protocol":
-        "every TCP connection starts with a PROXY v1/v2 header (HAProxy, nginx); its client is the client",
+        "every TCP/TLS connection starts with a PROXY v1/v2 header (HAProxy, nginx); its client is the client",
       "proxy-from CIDR ...":
         "balancers allowed to send the header (repeatable; default: loopback peers only)",
       "proxy-timeout DURATION": "time allowed for the whole PROXY header (default 5s)",
@@ -195,8 +195,9 @@ const SPEC: CliSpec = {
     "--ws-events-from says otherwise. --allow, --max-connections and --idle-timeout apply to it too.",
     "--proxy-protocol: behind HAProxy (send-proxy / send-proxy-v2) or nginx stream (proxy_protocol\n" +
     "on) the header's client is used for event lines, --allow, limits and counters; a missing,\n" +
-    "malformed, slow or untrusted header closes the connection (refused ...: proxy (REASON)). Not\n" +
-    "with --tls-cert: Deno's TLS listener starts the handshake before the header could be read.\n" +
+    "malformed, slow or untrusted header closes the connection (refused ...: proxy (REASON)). With\n" +
+    "--tls-cert the header comes in clear text before the TLS handshake (HAProxy send-proxy-v2 in\n" +
+    "front of a TLS instance, mode tcp); a refused connection never reaches TLS.\n" +
     "--metrics serves the counters for Prometheus and /healthz for the balancer's checks; with\n" +
     "--drain, a shutdown signal turns /healthz to 503 first, so the balancer takes the instance out.",
     "--workers N accepts TCP on N threads sharing the port (Linux, unstable net, and --allow-read\n" +
@@ -366,12 +367,6 @@ async function transportOptions(
   if (values.udp && tls) throw new UsageError("--udp and --tls-cert conflict: TLS serves TCP only");
   if (values.udp && unix !== undefined) {
     throw new UsageError("--udp and --unix conflict: a Unix socket serves streams only");
-  }
-  if (tls && values["proxy-protocol"]) {
-    throw new UsageError(
-      "--proxy-protocol and --tls-cert conflict: Deno's TLS listener starts the handshake before " +
-        "the PROXY header could be read (terminate TLS at the balancer instead)",
-    );
   }
   if (tls && unix !== undefined) {
     throw new UsageError("--tls-cert and --unix conflict: TLS is served over TCP only");

@@ -22,7 +22,7 @@ import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./types.ts";
 import { serveStreamListener } from "./_stream_server.ts";
 import { listenTcp } from "./_tcp_listen.ts";
 import { startTlsClient } from "./_tls_client.ts";
-import { checkProxyWithTls, policyOf } from "./_policy.ts";
+import { policyOf } from "./_policy.ts";
 import {
   firstDifference,
   isTlsMaterialError,
@@ -72,7 +72,6 @@ export function serveTcpEcho(options: TcpEchoOptions = {}): EchoServer {
   if (tls !== undefined && (typeof tls.cert !== "string" || typeof tls.key !== "string")) {
     throw new TypeError("tls needs cert and key as PEM text (strings), not file names or bytes");
   }
-  checkProxyWithTls(tls, policy.stream.proxy !== undefined);
   let listener: Deno.Listener | Deno.Listener[];
   try {
     // Plain TCP binds two listeners sharing the port where it can: two accept queues (_tcp_listen.ts).
@@ -109,11 +108,12 @@ export function serveTcpEcho(options: TcpEchoOptions = {}): EchoServer {
     if (isTlsMaterialError(error)) throw tlsMaterialError(error);
     throw listenError(error, { hostname: "127.0.0.1", port: 0, transport: "tcp" });
   }
-  const relay = new TlsRelayListener(
-    listener as Deno.TcpListener,
-    inner,
-    tls.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
-  );
+  // Behind a balancer the PROXY header comes in clear text before the handshake: the relay holds
+  // each connection until the stream server has read it (_stream_server.ts, #proxyHeader).
+  const relay = new TlsRelayListener(listener as Deno.TcpListener, inner, {
+    handshakeTimeout: tls.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
+    hold: policy.stream.proxy !== undefined,
+  });
   return serveStreamListener(relay as unknown as Deno.Listener, options, policy.stream, {
     secure: true,
   });

@@ -277,7 +277,8 @@ export interface TlsServerOptions {
   key: string;
   /**
    * A session whose TLS handshake has not completed after this long (ms) is closed, idle or
-   * not. Default 10,000; 0 = no deadline of its own (the idle timeout still applies).
+   * not (with `proxyProtocol`, counted from the end of the PROXY header, which has its own
+   * `proxyTimeout`). Default 10,000; 0 = no deadline of its own (the idle timeout still applies).
    */
   handshakeTimeout?: number;
 }
@@ -479,13 +480,14 @@ export interface EchoServerOptions<A extends EchoAddr = Deno.NetAddr> extends Ec
    */
   impair?: EchoImpairOptions;
   /**
-   * Stream listeners (TCP, Unix) expect the PROXY protocol (v1 or v2, HAProxy's spec): every
-   * connection must start with a header from a trusted balancer, and the client it names is the
-   * session's `remoteAddr` everywhere (hooks, `allow`, limits); a `LOCAL` header (a health
-   * check) keeps the socket's own peer. A missing, malformed, slow or untrusted header closes the
-   * connection, counted in `stats.proxyRefused` and reported to `onReject` as `proxy`. Not with
-   * `tls` (Deno's TLS listener starts the handshake before the header could be read). Default
-   * false.
+   * Stream listeners (TCP, TLS, Unix) expect the PROXY protocol (v1 or v2, HAProxy's spec):
+   * every connection must start with a header from a trusted balancer, and the client it names
+   * is the session's `remoteAddr` everywhere (hooks, `allow`, limits, counters); a `LOCAL` header
+   * (a health check) keeps the socket's own peer. With `tls` the header comes in clear text
+   * before the TLS handshake, as HAProxy's `send-proxy-v2` sends it in front of a TLS backend
+   * (`mode tcp`). A missing, malformed, slow or untrusted header closes the connection (over
+   * TLS before any handshake), counted in `stats.proxyRefused` and reported to `onReject` as
+   * `proxy`. Default false.
    */
   proxyProtocol?: boolean;
   /**
