@@ -13,6 +13,7 @@ import { serveEcho } from "../serve.ts";
 import { serveUnixEcho } from "../unix.ts";
 import { Random } from "../_random.ts";
 import { fakeResult } from "./_probe_fixtures.ts";
+import { runProgram } from "./_cli_child.ts";
 import { childEnded, readyOrKill, ROOT, spawnServer } from "./_helpers.ts";
 
 const CERT = await Deno.readTextFile(`${ROOT}tests/fixtures/tls_cert.pem`);
@@ -25,17 +26,8 @@ interface Run {
 }
 
 /** `deno run <permissions> client.ts <args>` in the repository root, to completion. */
-async function client(args: string[], permissions = ["--allow-net"]): Promise<Run> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...permissions, "client.ts", ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+function client(args: string[], permissions = ["--allow-net"]): Promise<Run> {
+  return runProgram("client.ts", args, permissions);
 }
 
 /** The objects of newline-delimited JSON output. */

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { serveEcho } from "../serve.ts";
+import { runProgram } from "./_cli_child.ts";
 
 const CLIENT = new URL("../client.ts", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -11,17 +12,8 @@ interface Run {
 }
 
 /** Runs client.ts with `args` (stdout and stderr piped, so not a terminal) and waits for it. */
-async function client(args: string[]): Promise<Run> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", CLIENT, ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+function client(args: string[]): Promise<Run> {
+  return runProgram("client.ts", args, ["--allow-net"]);
 }
 
 function freePort(): number {
