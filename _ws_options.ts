@@ -7,7 +7,7 @@
  */
 import { CidrList } from "./cidr.ts";
 import { type EchoAddress, formatAddress } from "./errors.ts";
-import { optionRangeError, optionTypeError } from "./_validate.ts";
+import { checkDuration, checkWhole, optionTypeError } from "./_validate.ts";
 import { DEFAULT_HOSTNAME, type WsOptions } from "./types.ts";
 
 /** The WebSocket echo's port when none is given (the TCP/UDP echo's 5006, plus one). */
@@ -23,29 +23,6 @@ export const WS_MAX_MESSAGE_LIMIT = (64 << 20) - 1;
 export const DEFAULT_WS_MAX_BUFFERED = 32 << 20;
 /** Default keep-alive: a ping after 15 s without messages, closed 15 s later without a reply. */
 export const DEFAULT_WS_KEEP_ALIVE = 30_000;
-
-/**
- * A number in range, or a RangeError naming the option.
- *
- * @example
- * ```ts
- * import { checkRange } from "./_ws_options.ts";
- * console.log(checkRange(5, "port", 0, 65535)); // 5
- * ```
- *
- * @param value The value.
- * @param name The option.
- * @param min The least allowed.
- * @param max The most allowed.
- * @returns The value.
- */
-export function checkRange(value: number, name: string, min: number, max = Infinity): number {
-  if (typeof value !== "number" || !(value >= min && value <= max) || Number.isNaN(value)) {
-    const range = max === Infinity ? `of at least ${min}` : `from ${min} to ${max}`;
-    throw optionRangeError(name, `${name} must be a number ${range}, got ${value}`);
-  }
-  return value;
-}
 
 /**
  * Checks the WebSocket echo's own options without binding anything; `serveEcho` checks its `ws`
@@ -66,12 +43,10 @@ export function checkRange(value: number, name: string, min: number, max = Infin
  * @throws {TypeError} When an `eventsFrom` rule is not a CIDR range.
  */
 export function validateWsOptions(options: WsOptions): void {
-  if (options.port !== undefined) checkRange(options.port, "port", 0, 65535);
-  if (options.keepAlive !== undefined) checkRange(options.keepAlive, "keepAlive", 0);
-  if (options.maxMessage !== undefined) {
-    checkRange(options.maxMessage, "maxMessage", 0, WS_MAX_MESSAGE_LIMIT);
-  }
-  if (options.maxBuffered !== undefined) checkRange(options.maxBuffered, "maxBuffered", 1);
+  checkWhole("port", options.port, 0, { max: 65535 });
+  checkDuration("keepAlive", options.keepAlive);
+  checkWhole("maxMessage", options.maxMessage, 0, { max: WS_MAX_MESSAGE_LIMIT });
+  checkWhole("maxBuffered", options.maxBuffered, 1);
   if (options.eventsFrom !== undefined) {
     try {
       new CidrList(options.eventsFrom);

@@ -55,13 +55,13 @@ import {
 } from "./_util.ts";
 import { EventFeed, mayWatch } from "./_event_feed.ts";
 import { WS_PAGE } from "./_ws_page.ts";
+import { checkDuration } from "./_validate.ts";
 import {
-  checkRange,
   DEFAULT_WS_KEEP_ALIVE,
   DEFAULT_WS_MAX_BUFFERED,
   DEFAULT_WS_MAX_MESSAGE,
   DEFAULT_WS_PORT,
-  WS_MAX_MESSAGE_LIMIT,
+  validateWsOptions,
   wsAddress,
   wsUrl,
 } from "./_ws_options.ts";
@@ -261,19 +261,12 @@ class WsServer implements WsEchoServer {
     this.#acl = policy.acl;
     this.#maxConnections = policy.maxConnections;
     this.#idleTimeout = policy.idleTimeout;
-    this.#keepAlive = checkRange(options.keepAlive ?? DEFAULT_WS_KEEP_ALIVE, "keepAlive", 0);
-    this.#maxMessage = checkRange(
-      options.maxMessage ?? DEFAULT_WS_MAX_MESSAGE,
-      "maxMessage",
-      0,
-      WS_MAX_MESSAGE_LIMIT,
-    );
-    this.#maxBuffered = checkRange(
-      options.maxBuffered ?? DEFAULT_WS_MAX_BUFFERED,
-      "maxBuffered",
-      1,
-    );
-    this.#grace = checkRange(options.gracePeriod ?? DEFAULT_GRACE_PERIOD, "gracePeriod", 0);
+    validateWsOptions(options);
+    checkDuration("gracePeriod", options.gracePeriod);
+    this.#keepAlive = options.keepAlive ?? DEFAULT_WS_KEEP_ALIVE;
+    this.#maxMessage = options.maxMessage ?? DEFAULT_WS_MAX_MESSAGE;
+    this.#maxBuffered = options.maxBuffered ?? DEFAULT_WS_MAX_BUFFERED;
+    this.#grace = options.gracePeriod ?? DEFAULT_GRACE_PERIOD;
     this.#viewersFrom = options.eventsFrom ? new CidrList(options.eventsFrom) : undefined;
     const tls = options.tls;
     if (tls !== undefined && (typeof tls.cert !== "string" || typeof tls.key !== "string")) {

@@ -646,6 +646,16 @@ test("ws: a port in use, bad limits and bad rules are one-line typed errors", as
   );
   assert.throws(() => serveWsEcho({ port: 0, maxBuffered: 0 }), /maxBuffered must be/);
   assert.throws(() => serveWsEcho({ port: 0, keepAlive: -1 }), /keepAlive must be/);
+  // The same validators as every other option (_validate.ts): sizes and ports are whole numbers,
+  // and the error names its option.
+  assert.throws(
+    () => serveWsEcho({ port: 0, maxMessage: 1024.5 }),
+    (e: unknown) =>
+      e instanceof RangeError && (e as RangeError & { option?: string }).option === "maxMessage" &&
+      /^maxMessage must be a whole number from 0 to \d+, got 1024\.5$/.test(e.message),
+  );
+  assert.throws(() => serveWsEcho({ port: 0.5 }), /port must be a whole number from 0 to 65535/);
+  assert.throws(() => serveWsEcho({ port: 0, gracePeriod: -1 }), /gracePeriod must be a duration/);
   assert.throws(() => serveWsEcho({ port: 0, idleTimeout: -1 }), RangeError);
   assert.throws(() => serveWsEcho({ port: 0, allow: ["10.0.0.0/33"] }), TypeError);
   assert.throws(() => serveWsEcho({ port: 0, eventsFrom: ["nope"] }), TypeError);
