@@ -16,6 +16,13 @@
 import net from "node:net";
 
 const TRIALS = Number(Deno.args[0] ?? 20);
+if (import.meta.main && (!Number.isInteger(TRIALS) || TRIALS < 1 || Deno.args.length > 1)) {
+  console.error(
+    `fin_on_close: TRIALS must be one whole number of at least 1, got "${Deno.args.join(" ")}"`,
+  );
+  console.error("usage: deno run --allow-net bench/fin_on_close.ts [TRIALS]");
+  Deno.exit(2);
+}
 const CHUNK = new Uint8Array(16 * 1024);
 const SEND = 256 * 1024;
 

@@ -556,22 +556,77 @@ export function renderLimits(file: LimitsFile): string {
   ].join("\n");
 }
 
-async function main(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      runs: { type: "string", default: "3" },
-      duration: { type: "string", default: "4" },
-      "trace-seconds": { type: "string", default: "3" },
-      "no-strace": { type: "boolean", default: false },
-    },
-  });
-  const settings = {
-    runs: Number(values.runs),
-    duration: Number(values.duration),
-    traceSeconds: Number(values["trace-seconds"]),
-    strace: !values["no-strace"] && (await which("strace")) !== null,
+const USAGE =
+  "usage: deno run -A bench/limits.ts [--runs 3] [--duration 4] [--trace-seconds 3] [--no-strace]";
+
+/**
+ * Reads the command line: whole numbers of runs and seconds, at least 1 each.
+ *
+ * @example
+ * ```ts
+ * import { parseLimitsArgs } from "./limits.ts";
+ * console.log(parseLimitsArgs(["--runs", "1"])); // { runs: 1, duration: 4, traceSeconds: 3, strace: true, help: false }
+ * ```
+ *
+ * @param argv The arguments.
+ * @returns The settings, with `strace` as asked (main() turns it off when strace is missing).
+ * @throws {RangeError} On an unknown flag or a value that is not a whole number of at least 1.
+ */
+export function parseLimitsArgs(
+  argv: string[],
+): LimitsFile["settings"] & { help: boolean } {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        runs: { type: "string", default: "3" },
+        duration: { type: "string", default: "4" },
+        "trace-seconds": { type: "string", default: "3" },
+        "no-strace": { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }));
+  } catch (err) {
+    throw new RangeError((err as Error).message);
+  }
+  const whole = (flag: string, text: string) => {
+    const n = Number(text);
+    if (!/^\d+$/.test(text) || n < 1) {
+      throw new RangeError(`--${flag} must be a whole number of at least 1, got "${text}"`);
+    }
+    return n;
   };
+  return {
+    runs: whole("runs", values.runs),
+    duration: whole("duration", values.duration),
+    traceSeconds: whole("trace-seconds", values["trace-seconds"]),
+    strace: !values["no-strace"],
+    help: values.help,
+  };
+}
+
+async function main(argv: string[]): Promise<number> {
+  let args;
+  try {
+    args = parseLimitsArgs(argv);
+  } catch (err) {
+    console.error(`limits: ${(err as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (args.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const settings = {
+    runs: args.runs,
+    duration: args.duration,
+    traceSeconds: args.traceSeconds,
+    strace: args.strace && (await which("strace")) !== null,
+  };
+  if (args.strace && !settings.strace) {
+    console.error("limits: strace is not installed: no profile pass");
+  }
   const native = await buildNative();
   if (!native.loadgen || !native.echoServer) {
     console.error(`limits: ${native.reason}`);

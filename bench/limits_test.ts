@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { gcOf, type LimitsFile, parseStrace, renderLimits } from "./limits.ts";
+import { gcOf, type LimitsFile, parseLimitsArgs, parseStrace, renderLimits } from "./limits.ts";
 
 Deno.test("limits: strace -c tables are read per system call, total left out", () => {
   const text = [
@@ -60,4 +60,20 @@ Deno.test("limits: the report has one table per kind and says how it was made", 
   );
   assert.ok(md.includes("recvfrom 1370"), "recvfrom 1370");
   assert.ok(md.includes("1.9 / 0 / 0.77"), "1.9 / 0 / 0.77");
+});
+
+Deno.test("limits: bad flags are one-line errors, good ones are read", () => {
+  assert.deepEqual(parseLimitsArgs(["--runs", "5", "--no-strace"]), {
+    runs: 5,
+    duration: 4,
+    traceSeconds: 3,
+    strace: false,
+    help: false,
+  });
+  assert.throws(
+    () => parseLimitsArgs(["--runs", "0"]),
+    /--runs must be a whole number of at least 1, got "0"/,
+  );
+  assert.throws(() => parseLimitsArgs(["--duration", "2.5"]), /--duration must be a whole number/);
+  assert.throws(() => parseLimitsArgs(["--bogus"]), RangeError);
 });
