@@ -113,6 +113,7 @@ export function buildPolicy(options: PolicyOptions): ServerPolicy {
   checkDuration("idleTimeout", options.idleTimeout);
   checkWhole("maxSessionBytes", options.maxSessionBytes, 1, { infinite: true });
   checkDuration("maxSessionTime", options.maxSessionTime);
+  checkDuration("gracePeriod", options.gracePeriod);
   checkRate("udpRate", options.udpRate, "datagrams");
   const shaper = { delay: options.impair?.delay, bandwidth: options.impair?.bandwidth };
   validateTcpShaperOptions(shaper);

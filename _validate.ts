@@ -109,7 +109,13 @@ export function checkWhole(
 }
 
 /**
- * Checks a duration in ms: a finite number of 0 or more, when given.
+ * The longest delay a timer takes, in ms (about 24.8 days): a longer one fires at once
+ * (`setTimeout` takes a 32-bit signed delay), so no duration may be longer.
+ */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+
+/**
+ * Checks a duration in ms: a number from 0 to {@linkcode MAX_DURATION_MS}, when given.
  *
  * @example
  * ```ts
@@ -125,6 +131,12 @@ export function checkDuration(option: string, value: unknown): void {
   if (value === undefined) return;
   if (typeof value !== "number" || !(value >= 0) || !Number.isFinite(value)) {
     throw optionRangeError(option, `${option} must be a duration of 0 ms or more, got ${value}`);
+  }
+  if (value > MAX_DURATION_MS) {
+    throw optionRangeError(
+      option,
+      `${option} must be at most ${MAX_DURATION_MS} ms (about 24.8 days, the longest timer), got ${value}`,
+    );
   }
 }
 

@@ -15,7 +15,7 @@ import { createStats } from "./stats.ts";
 import { serveTcpEcho } from "./tcp.ts";
 import { serveUdpEcho } from "./udp.ts";
 import { serveUnixEcho } from "./unix.ts";
-import { optionOf, optionTypeError } from "./_validate.ts";
+import { checkDuration, optionOf, optionTypeError } from "./_validate.ts";
 import { validateWsOptions } from "./_ws_options.ts";
 import { serveWithWorkers, validateWorkers } from "./_worker_pool.ts";
 import type {
@@ -92,6 +92,7 @@ export function validateServeOptions(options: ServeEchoOptions<never> = {}): Ser
   checkImpairFits(transport, options.impair);
   if (options.workers !== undefined) validateWorkers(options.workers, options as ServeEchoOptions);
   if (options.ws !== undefined) validateWs(options.ws, options);
+  checkDuration("tls.handshakeTimeout", options.tls?.handshakeTimeout);
   const policy = buildPolicy(options);
   usePolicy(options, policy);
   return {

@@ -23,6 +23,7 @@ import { serveStreamListener } from "./_stream_server.ts";
 import { listenTcp } from "./_tcp_listen.ts";
 import { startTlsClient } from "./_tls_client.ts";
 import { policyOf } from "./_policy.ts";
+import { checkDuration } from "./_validate.ts";
 import {
   firstDifference,
   isTlsMaterialError,
@@ -72,6 +73,7 @@ export function serveTcpEcho(options: TcpEchoOptions = {}): EchoServer {
   if (tls !== undefined && (typeof tls.cert !== "string" || typeof tls.key !== "string")) {
     throw new TypeError("tls needs cert and key as PEM text (strings), not file names or bytes");
   }
+  checkDuration("tls.handshakeTimeout", tls?.handshakeTimeout);
   let listener: Deno.Listener | Deno.Listener[];
   try {
     // Plain TCP binds two listeners sharing the port where it can: two accept queues (_tcp_listen.ts).
@@ -83,16 +85,6 @@ export function serveTcpEcho(options: TcpEchoOptions = {}): EchoServer {
     throw listenError(error, { hostname, port, transport: "tcp" });
   }
   if (!tls) return serveStreamListener(listener, options, policy.stream);
-  const { handshakeTimeout } = tls;
-  if (
-    handshakeTimeout !== undefined &&
-    !(typeof handshakeTimeout === "number" && handshakeTimeout >= 0 && handshakeTimeout < 2 ** 31)
-  ) {
-    (listener as Deno.Listener).close();
-    throw new RangeError(
-      `tls.handshakeTimeout must be a duration of 0 ms or more, got ${handshakeTimeout}`,
-    );
-  }
   // TLS is served through a relay to an inner TLS listener (see _tls_relay.ts for why).
   let inner: Deno.TlsListener;
   try {

@@ -55,7 +55,6 @@ import {
 } from "./_util.ts";
 import { EventFeed, mayWatch } from "./_event_feed.ts";
 import { WS_PAGE } from "./_ws_page.ts";
-import { checkDuration } from "./_validate.ts";
 import {
   DEFAULT_WS_KEEP_ALIVE,
   DEFAULT_WS_MAX_BUFFERED,
@@ -257,12 +256,12 @@ class WsServer implements WsEchoServer {
       allow: options.allow,
       maxConnections: options.maxConnections,
       idleTimeout: options.idleTimeout,
+      gracePeriod: options.gracePeriod,
     });
     this.#acl = policy.acl;
     this.#maxConnections = policy.maxConnections;
     this.#idleTimeout = policy.idleTimeout;
     validateWsOptions(options);
-    checkDuration("gracePeriod", options.gracePeriod);
     this.#keepAlive = options.keepAlive ?? DEFAULT_WS_KEEP_ALIVE;
     this.#maxMessage = options.maxMessage ?? DEFAULT_WS_MAX_MESSAGE;
     this.#maxBuffered = options.maxBuffered ?? DEFAULT_WS_MAX_BUFFERED;

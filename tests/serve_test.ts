@@ -446,3 +446,47 @@ test("serveEcho({ ws }): bad ws options and conflicts are named errors before an
     EchoConnectionError,
   );
 });
+
+test("serveEcho: a duration no timer can hold (2^31 ms and more) is refused, not fired at once", async () => {
+  // setTimeout takes a 32-bit delay: 2^31 ms would fire after 1 ms, so a grace period that long
+  // would cut every session at once and a PROXY timeout that long would refuse every header.
+  const refusal = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (error) {
+      return { option: (error as { option?: string }).option, message: (error as Error).message };
+    }
+    return undefined;
+  };
+  const tooLong = 2 ** 31;
+  for (
+    const [options, name] of [
+      [{ gracePeriod: tooLong }, "gracePeriod"],
+      [{ proxyProtocol: true, proxyTimeout: tooLong }, "proxyTimeout"],
+      [{ idleTimeout: tooLong }, "idleTimeout"],
+    ] as const
+  ) {
+    const r = refusal(() => validateServeOptions(options));
+    assert.equal(r?.option, name);
+    assert.match(r!.message, new RegExp(`^${name} must be at most 2147483647 ms`));
+  }
+  assert.equal(refusal(() => validateServeOptions({ gracePeriod: -1 }))?.option, "gracePeriod");
+  assert.equal(
+    refusal(() => validateServeOptions({ tls: { cert: "", key: "", handshakeTimeout: tooLong } }))
+      ?.option,
+    "tls.handshakeTimeout",
+  );
+  assert.equal(refusal(() => validateServeOptions({ gracePeriod: 2 ** 31 - 1 })), undefined);
+  // tls.handshakeTimeout is checked before anything binds: the port stays free.
+  const cert = await Deno.readTextFile(new URL("./fixtures/tls_cert.pem", import.meta.url));
+  const key = await Deno.readTextFile(new URL("./fixtures/tls_key.pem", import.meta.url));
+  await using probe = await serveEcho({ port: 0, transport: "tcp" });
+  const port = probe.addr.port;
+  await probe.shutdown();
+  await assert.rejects(
+    serveEcho({ port, transport: "tcp", tls: { cert, key, handshakeTimeout: tooLong } }),
+    /tls\.handshakeTimeout must be at most 2147483647 ms/,
+  );
+  await using again = await serveEcho({ port, transport: "tcp" });
+  assert.equal(again.addr.port, port);
+});
