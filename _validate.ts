@@ -109,6 +109,24 @@ export function checkWhole(
 }
 
 /**
+ * Checks that a `tls` option holds its certificate and key as PEM text, when given.
+ *
+ * @example
+ * ```ts
+ * import { checkTlsPem } from "./_validate.ts";
+ * checkTlsPem({ cert: "-----BEGIN CERTIFICATE-----…", key: "-----BEGIN PRIVATE KEY-----…" });
+ * ```
+ *
+ * @param tls The option, or undefined when absent.
+ * @throws {TypeError} When cert or key is not a string (a file name object, bytes, missing).
+ */
+export function checkTlsPem(tls: { cert?: unknown; key?: unknown } | undefined): void {
+  if (tls !== undefined && (typeof tls.cert !== "string" || typeof tls.key !== "string")) {
+    throw new TypeError("tls needs cert and key as PEM text (strings), not file names or bytes");
+  }
+}
+
+/**
  * The longest delay a timer takes, in ms (about 24.8 days): a longer one fires at once
  * (`setTimeout` takes a 32-bit signed delay), so no duration may be longer.
  */

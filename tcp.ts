@@ -23,7 +23,7 @@ import { serveStreamListener } from "./_stream_server.ts";
 import { listenTcp } from "./_tcp_listen.ts";
 import { startTlsClient } from "./_tls_client.ts";
 import { policyOf } from "./_policy.ts";
-import { checkDuration } from "./_validate.ts";
+import { checkDuration, checkTlsPem } from "./_validate.ts";
 import {
   firstDifference,
   isTlsMaterialError,
@@ -70,9 +70,7 @@ export function serveTcpEcho(options: TcpEchoOptions = {}): EchoServer {
   const hostname = policy.hostname;
   const port = options.port ?? DEFAULT_PORT;
   const tls = options.tls;
-  if (tls !== undefined && (typeof tls.cert !== "string" || typeof tls.key !== "string")) {
-    throw new TypeError("tls needs cert and key as PEM text (strings), not file names or bytes");
-  }
+  checkTlsPem(tls);
   checkDuration("tls.handshakeTimeout", tls?.handshakeTimeout);
   let listener: Deno.Listener | Deno.Listener[];
   try {

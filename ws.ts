@@ -53,6 +53,7 @@ import {
   tlsMaterialError,
   toBytes,
 } from "./_util.ts";
+import { checkTlsPem } from "./_validate.ts";
 import { EventFeed, mayWatch } from "./_event_feed.ts";
 import { WS_PAGE } from "./_ws_page.ts";
 import {
@@ -268,9 +269,7 @@ class WsServer implements WsEchoServer {
     this.#grace = options.gracePeriod ?? DEFAULT_GRACE_PERIOD;
     this.#viewersFrom = options.eventsFrom ? new CidrList(options.eventsFrom) : undefined;
     const tls = options.tls;
-    if (tls !== undefined && (typeof tls.cert !== "string" || typeof tls.key !== "string")) {
-      throw new TypeError("tls needs cert and key as PEM text (strings), not file names or bytes");
-    }
+    checkTlsPem(tls);
     this.#options = options;
     this.#errorHooks = { onError: options.onError };
     this.stats = options.stats ?? createStats();
