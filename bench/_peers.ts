@@ -457,10 +457,38 @@ export interface StartServerOptions {
   cwd?: string;
   /** Extra environment variables for the server. */
   env?: Record<string, string>;
+  /**
+   * Called with each stdout line after the ready lines (otherwise they are discarded), until the
+   * server exits; `stop()` resolves after the last one.
+   */
+  onLine?: (line: string) => void;
 }
 
 /** Linux reports /proc times in USER_HZ ticks, 100 per second on every architecture it runs on. */
 const USER_HZ = 100;
+
+/**
+ * CPU seconds a process has used in user and in kernel mode, from /proc/PID/stat.
+ *
+ * @example
+ * ```ts
+ * import { processCpuTimes } from "./_peers.ts";
+ * console.log(await processCpuTimes(Deno.pid)); // { user: …, sys: … }
+ * ```
+ *
+ * @param pid The process id.
+ * @returns User and kernel seconds, or null when they cannot be read.
+ */
+export async function processCpuTimes(pid: number): Promise<{ user: number; sys: number } | null> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    // Fields after the command name (which may hold spaces) start at field 3 (state).
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return { user: Number(fields[11]) / USER_HZ, sys: Number(fields[12]) / USER_HZ };
+  } catch {
+    return null;
+  }
+}
 
 /**
  * CPU seconds (user + system) a process has used, from /proc/PID/stat.
@@ -475,14 +503,8 @@ const USER_HZ = 100;
  * @returns Seconds of CPU, or null when they cannot be read.
  */
 export async function processCpuSeconds(pid: number): Promise<number | null> {
-  try {
-    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-    // Fields after the command name (which may hold spaces) start at field 3 (state).
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / USER_HZ;
-  } catch {
-    return null;
-  }
+  const times = await processCpuTimes(pid);
+  return times && times.user + times.sys;
 }
 
 /** Whole-machine CPU time from /proc/stat, in seconds summed over all CPUs. */
@@ -617,6 +639,7 @@ export async function startServer(
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let timer: ReturnType<typeof setTimeout> | undefined;
   let stopped: Promise<number | null> | null = null;
+  let drained: Promise<void> = Promise.resolve();
   const stop = (): Promise<number | null> => {
     stopping = true;
     stopped ??= (async () => {
@@ -631,13 +654,14 @@ export async function startServer(
       const st = await status;
       clearTimeout(killTimer);
       await stderrDone;
+      await drained;
       return st.signal ? null : st.code;
     })();
     return stopped;
   };
 
+  let buf = "";
   const ready = (async () => {
-    let buf = "";
     const seen = new Set<string>();
     while (seen.size < expect.size) {
       const { value, done } = await reader.read();
@@ -658,6 +682,8 @@ export async function startServer(
         if (match && expect.has(match[1])) {
           ports[match[1] as "tcp" | "udp"] = Number(match[2]);
           seen.add(match[1]);
+        } else if (seen.size === expect.size) {
+          options.onLine?.(line);
         }
       }
     }
@@ -678,8 +704,16 @@ export async function startServer(
     clearTimeout(timer);
   }
   // Keep draining stdout so a chatty server never blocks on a full pipe.
-  (async () => {
-    while (!(await reader.read()).done) { /* discard */ }
+  drained = (async () => {
+    for (let r; !(r = await reader.read()).done;) {
+      if (!options.onLine) continue;
+      buf += r.value;
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        options.onLine(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+      }
+    }
   })().catch(() => {});
 
   return {

@@ -20,7 +20,17 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { buildNative, errorText, findBun, type LoadResult, REPO_DIR, which } from "./_peers.ts";
+import {
+  buildNative,
+  errorText,
+  findBun,
+  type LoadResult,
+  peakRssKiB,
+  processCpuTimes,
+  REPO_DIR,
+  startServer,
+  which,
+} from "./_peers.ts";
 import {
   type Cell,
   CELLS,
@@ -33,8 +43,6 @@ import {
 const HOST = "127.0.0.1";
 const SERVER_CPU = 0;
 const LOAD_CPU = 1;
-const USER_HZ = 100;
-const READY = /^listening (tcp|udp) (?:\[[^\]]*\]|[^\s:]+):(\d+)\s*$/;
 
 function cells(ids: string[]): Cell[] {
   return ids.map((id) => CELLS.find((c) => c.id === id)!);
@@ -96,73 +104,26 @@ export interface LimitsFile {
   rows: LimitRow[];
 }
 
-interface Spawned {
-  pid: number;
-  port: number;
-  lines: string[];
-  stop(): Promise<void>;
-}
-
-/** Starts a server pinned to CPU 0 and waits for its ready line; keeps its stdout lines. */
-async function spawn(cmd: string[], proto: "tcp" | "udp", env?: Record<string, string>) {
-  const child = new Deno.Command("taskset", {
-    args: ["-c", String(SERVER_CPU), ...cmd],
-    cwd: REPO_DIR,
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+/** Starts a server pinned to CPU 0 (bench/_peers.ts) and keeps the stdout lines after its ready line. */
+async function spawn(cmd: string[], proto: "tcp" | "udp") {
   const lines: string[] = [];
-  let port = 0;
-  const { promise: ready, resolve: resolveReady } = Promise.withResolvers<void>();
-  const pump = (async () => {
-    let buf = "";
-    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
-      buf += chunk;
-      let nl;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        const m = READY.exec(line);
-        if (m && m[1] === proto && !port) {
-          port = Number(m[2]);
-          resolveReady();
-        } else if (port) lines.push(line);
-      }
-    }
-  })();
-  child.stderr.pipeTo(new WritableStream()).catch(() => {});
-  const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-  await Promise.race([
-    ready,
-    child.status.then(() => {
-      throw new Error(`${cmd.join(" ")} exited before listening`);
-    }),
-  ]);
-  clearTimeout(timer);
-  let stopped: Promise<void> | undefined;
+  const server = await startServer(cmd, {
+    cpu: SERVER_CPU,
+    expect: [proto],
+    onLine: (line) => lines.push(line.trim()),
+  });
   return {
-    pid: child.pid,
-    port,
+    pid: server.pid,
+    port: (proto === "tcp" ? server.tcpPort : server.udpPort)!,
     lines,
-    stop: () =>
-      stopped ??= (async () => {
-        try {
-          child.kill("SIGTERM");
-        } catch { /* gone */ }
-        const kill = setTimeout(() => child.kill("SIGKILL"), 5000);
-        await child.status;
-        clearTimeout(kill);
-        await pump.catch(() => {});
-      })(),
-  } satisfies Spawned;
+    stop: () => server.stop(),
+  };
 }
 
 /** The process's user and kernel CPU seconds and context switches over all its threads. */
 async function usage(pid: number): Promise<{ user: number; sys: number; switches: number }> {
-  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const times = await processCpuTimes(pid);
+  if (!times) throw new Error(`cannot read /proc/${pid}/stat`);
   let switches = 0;
   for await (const task of Deno.readDir(`/proc/${pid}/task`)) {
     try {
@@ -172,17 +133,12 @@ async function usage(pid: number): Promise<{ user: number; sys: number; switches
       }
     } catch { /* the thread ended */ }
   }
-  return { user: Number(f[11]) / USER_HZ, sys: Number(f[12]) / USER_HZ, switches };
+  return { ...times, switches };
 }
 
 async function peakMiB(pid: number): Promise<number | null> {
-  try {
-    const s = await Deno.readTextFile(`/proc/${pid}/status`);
-    const m = /^VmHWM:\s+(\d+)/m.exec(s);
-    return m ? Math.round(Number(m[1]) / 102.4) / 10 : null;
-  } catch {
-    return null;
-  }
+  const kib = await peakRssKiB(pid);
+  return kib === null ? null : Math.round(kib / 102.4) / 10;
 }
 
 /** The generator's command for a cell, as the suite builds it (bench/main.ts). */
