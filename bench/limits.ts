@@ -28,6 +28,7 @@ import {
   peakRssKiB,
   processCpuTimes,
   REPO_DIR,
+  runGenerator,
   startServer,
   which,
 } from "./_peers.ts";
@@ -158,15 +159,12 @@ function generatorCmd(
   });
 }
 
-/** client.ts --json names its fields as loadgen does (requests, rps, p99_us, seconds). */
-function asLoad(raw: Record<string, unknown>): LoadResult {
-  return raw as LoadResult;
-}
-
-/** Runs a generator pinned to CPU 1 and returns its JSON result. */
+/**
+ * Runs a generator pinned to CPU 1 and returns its JSON result (client.ts --json names the fields
+ * used here as loadgen does: requests, seconds, rps, p99_us).
+ */
 async function runLoad(cmd: string[]): Promise<{ load: LoadResult }> {
-  const { load } = await runGenerator(cmd, false);
-  return { load };
+  return { load: await runGenerator(cmd, { cpu: LOAD_CPU }) };
 }
 
 /** Attaches strace -c to every thread of pid; stop() detaches and returns its table. */
@@ -324,9 +322,8 @@ async function plainPass(spec: MeasureSpec, settings: LimitsFile["settings"]): P
       pass.peakMiB = await peakMiB(server.pid);
     } else {
       // The generator is the measured process.
-      const { load, usage: u, peak } = await runGenerator(
+      const { load, usage: u, peak } = await runWatched(
         spec.generator(server.port, settings.duration),
-        true,
       );
       fill(pass, load, { user: 0, sys: 0, switches: 0 }, u);
       pass.peakMiB = peak;
@@ -381,21 +378,13 @@ async function profilePass(
     } else {
       const cmd = spec.generator(server.port, settings.traceSeconds);
       const traceFile = await Deno.makeTempFile({ prefix: "limits_strace_" });
-      const out = await new Deno.Command("taskset", {
-        args: ["-c", String(LOAD_CPU), "strace", "-f", "-c", "-qq", "-o", traceFile, ...cmd],
-        cwd: REPO_DIR,
-        stdout: "piped",
-        stderr: "null",
-      }).output();
-      const text = new TextDecoder().decode(out.stdout).trim().split("\n").filter((l) =>
-        l.startsWith("{")
-      ).pop();
-      const table = parseStrace(await Deno.readTextFile(traceFile));
-      await Deno.remove(traceFile);
-      if (text) {
+      try {
+        const { load } = await runLoad(["strace", "-f", "-c", "-qq", "-o", traceFile, ...cmd]);
+        const table = parseStrace(await Deno.readTextFile(traceFile));
         // Warm-up requests are sent too, so the per-request count is over every request made.
-        const load = asLoad(JSON.parse(text));
         perRequest(row, table, load.requests * (settings.traceSeconds + 1) / settings.traceSeconds);
+      } finally {
+        await Deno.remove(traceFile);
       }
     }
   } finally {
@@ -437,11 +426,11 @@ function perRequest(row: LimitRow, table: Map<string, number>, requests: number)
 }
 
 /**
- * Runs a generator pinned to CPU 1 and parses the JSON line it prints last. With `watch`, its CPU
- * time and peak RSS are read too: Deno.Command does not expose a child's rusage, so its /proc is
- * read every 20 ms until it ends (the last 20 ms at most are missed: under 1% of a run).
+ * Runs a generator pinned to CPU 1 and reads its CPU time and peak RSS while it runs: Deno.Command
+ * does not expose a child's rusage, so its /proc is read every 20 ms until it ends (the last 20 ms
+ * at most are missed: under 1% of a run).
  */
-async function runGenerator(cmd: string[], watch: boolean) {
+async function runWatched(cmd: string[]) {
   const child = new Deno.Command("taskset", {
     args: ["-c", String(LOAD_CPU), ...cmd],
     cwd: REPO_DIR,
@@ -452,7 +441,7 @@ async function runGenerator(cmd: string[], watch: boolean) {
   let peak: number | null = null;
   let done = false;
   const output = child.output().finally(() => done = true);
-  while (watch && !done) {
+  while (!done) {
     try {
       last = await usage(child.pid);
       peak = (await peakMiB(child.pid)) ?? peak;
@@ -467,7 +456,7 @@ async function runGenerator(cmd: string[], watch: boolean) {
     const stderr = new TextDecoder().decode(out.stderr).trim().slice(-200);
     throw new Error(`${cmd[0]} failed (code ${out.code}): ${stderr}`);
   }
-  return { load: asLoad(JSON.parse(text)), usage: last, peak };
+  return { load: JSON.parse(text) as LoadResult, usage: last, peak };
 }
 
 function table(rows: LimitRow[], kind: LimitRow["kind"], title: string): string[] {
